@@ -1,0 +1,64 @@
+"""Shared fixtures: small random checkpoints in the released format and their packed files."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "python"))
+
+# Shapes exercised everywhere: d not a power of two, vocab not a multiple of 64, 1-4 layers.
+SHAPES = {
+    "tiny": dict(vocab_size=101, hidden_size=48, num_hidden_layers=1, intermediate_size=128),
+    "odd": dict(vocab_size=301, hidden_size=200, num_hidden_layers=3, intermediate_size=544),
+    "wide": dict(vocab_size=515, hidden_size=96, num_hidden_layers=4, intermediate_size=256),
+}
+
+
+def make_checkpoint(folder, shape="odd", dtype="bfloat16", seed=0, shards=None, dtype_key="torch_dtype",
+                    std=0.02):
+    """Write a random HGRNBit checkpoint in the released format with mmfree.model.save_pretrained."""
+    import torch
+    from mmfree.config import HGRNBitConfig
+    from mmfree.model import HGRNBit
+
+    cfg = HGRNBitConfig(**SHAPES[shape]) if isinstance(shape, str) else HGRNBitConfig(**shape)
+    torch.manual_seed(seed)
+    m = HGRNBit(cfg)
+    m.reset_parameters(std)
+    with torch.no_grad():
+        m.model.lower_bounds.normal_()
+        for name, p in m.named_parameters():
+            if name.endswith("norm.weight"):
+                p.uniform_(0.5, 1.5)
+    tdtype = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[dtype]
+    m.save_pretrained(str(folder), dtype=tdtype, max_shard_bytes=shards, dtype_key=dtype_key)
+    return str(folder)
+
+
+def make_packed(tmp_path, shape="odd", packing="base3", seed=0, **kw):
+    """(checkpoint folder, packed file) for a random model."""
+    from mmfree.convert import convert
+
+    ck = make_checkpoint(tmp_path / f"hf-{shape}-{seed}", shape=shape, seed=seed, **kw)
+    out = str(tmp_path / f"{shape}-{seed}-{packing}.safetensors")
+    convert(ck, out, packing=packing, progress=False, log=None)
+    return ck, out
+
+
+@pytest.fixture(scope="session")
+def packed_cache(tmp_path_factory):
+    """Session cache of packed models: packed_cache(shape, packing) -> (hf_dir, packed_path)."""
+    cache = {}
+    base = tmp_path_factory.mktemp("packed")
+
+    def get(shape="odd", packing="base3", seed=0):
+        key = (shape, packing, seed)
+        if key not in cache:
+            cache[key] = make_packed(base, shape, packing, seed)
+        return cache[key]
+
+    return get
