@@ -506,7 +506,6 @@ def test_measure_energy_callable_tokens_from_return_value():
     tt = r.trace.t[(r.trace.t >= r.run[0]) & (r.trace.t <= r.run[1])]
     gmax = float(np.diff(tt).max())
     assert abs(r.joules_net - 4.0 * r.duration_s) <= 4.0 * gmax + 1e-9
-    assert gmax < 0.1 * r.duration_s or r.samples < 10
     r2 = power.measure_energy(lambda: None, s, idle_s=0, idle_watts=2.0, tokens=5)
     assert r2.idle_watts == 2.0 and r2.idle is None and r2.tokens == 5
 

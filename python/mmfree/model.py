@@ -96,10 +96,15 @@ class BitLinear(nn.Module):
         if torch.is_grad_enabled() and (xn.requires_grad or w.requires_grad):
             xq = xn + (activation_quant(xn) - xn).detach()
             wq = w + (weight_quant(w) - w).detach()
-        else:
-            xq = activation_quant(xn)
-            wq = weight_quant(w)
-        return F.linear(xq.to(wq.dtype), wq)
+            return F.linear(xq.to(wq.dtype), wq)
+        # Inference: the same value, computed as an exact integer product of the codes times the
+        # two scales, so that a token's output does not depend on the batch shape (BLAS kernels
+        # round differently for different shapes, and a flipped int8 code propagates in the state).
+        s = 127.0 / xn.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
+        qx = round_half_away(xn * s).clamp(-128, 127)
+        alpha = weight_alpha(w)
+        acc = F.linear(qx, weight_codes(w, alpha))
+        return acc * (alpha / s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -275,7 +280,7 @@ class HGRNBit(nn.Module):
             raise FormatError(f"{path}: checkpoint is missing {len(missing)} tensor(s), e.g. {missing[0]!r}")
         tok = os.path.join(path, "tokenizer.json")
         model.tokenizer_file = tok if os.path.exists(tok) else None
-        return model.to(device=device, dtype=dtype)
+        return model.to(device=device, dtype=dtype).eval()
 
     def save_pretrained(self, path: str, dtype=torch.bfloat16, max_shard_bytes: Optional[int] = None,
                         dtype_key: str = "torch_dtype"):
