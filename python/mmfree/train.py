@@ -412,7 +412,7 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
           grad_clip: float = 1.0, seed: int = 1234, resume: bool = False, device: Optional[str] = None,
           compile: bool = False, no_autocast: bool = False, log_every: int = 10, eval_every: int = 200,
           eval_windows: int = 64, save_every: int = 1000, final_eval: bool = False,
-          threads: Optional[int] = None, no_progress: bool = False) -> dict:
+          threads: Optional[int] = None, no_progress: bool = False, _stop_at: Optional[int] = None) -> dict:
     """Train (or resume) and write the checkpoint to ``out``. Returns a summary dict (also written
     to ``out/train_log.json``). Arguments mirror the command-line options of ``build_parser``."""
     import torch
@@ -586,6 +586,7 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
     t_calib = None
     run_loss, run_n, t_log, tok_log = 0.0, 0, time.time(), tokens_seen
     last_val = None
+    interrupted = False
     while step < max_steps:
         cur_lr = lr_at(step, max_steps, lr, warmup_steps, min_lr_ratio)
         for g in opt.param_groups:
@@ -659,9 +660,16 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
             pbar.update(1)
         if save_every and step % save_every == 0 and step < max_steps:
             save()
+        if _stop_at is not None and step >= _stop_at:  # tests: simulate an interruption after a save
+            interrupted = True
+            break
     if pbar is not None:
         pbar.close()
     train_time = time.time() - t_start
+    if interrupted:
+        if ddp:
+            dist.destroy_process_group()
+        return {"step": step, "tokens": tokens_seen, "interrupted": True}
     save(final=True)
     summary = {"step": step, "tokens": tokens_seen, "params": n_params, "train_time_s": train_time,
                "elapsed_total_s": elapsed_before + train_time, "final_val_loss_windows": last_val,
