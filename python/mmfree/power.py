@@ -1001,7 +1001,8 @@ def plot_trace(result, path: str, title: Optional[str] = None) -> str:
     if title is None and res is not None:
         title = res.summary()
     if title:
-        ax.set_title(title, fontsize=7)
+        import textwrap
+        ax.set_title(textwrap.fill(title, 120), fontsize=7)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()
