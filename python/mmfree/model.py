@@ -89,6 +89,16 @@ class BitLinear(nn.Module):
         self.in_features, self.out_features = in_features, out_features
         self.weight = nn.Parameter(torch.empty(out_features, in_features))
         self.norm = RMSNorm(in_features, eps)
+        self._codes_cache = None  # (weight version, data pointer, dtype, alpha, codes) for inference
+
+    def ternary(self):
+        """(alpha, codes) of the current weight, cached until the weight changes."""
+        w = self.weight
+        key = (w._version, w.data_ptr(), w.dtype, w.device)
+        if self._codes_cache is None or self._codes_cache[0] != key:
+            alpha = weight_alpha(w)
+            self._codes_cache = (key, alpha, weight_codes(w, alpha).to(w.dtype))
+        return self._codes_cache[1], self._codes_cache[2]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.norm(x)
@@ -102,8 +112,8 @@ class BitLinear(nn.Module):
         # round differently for different shapes, and a flipped int8 code propagates in the state).
         s = 127.0 / xn.abs().amax(dim=-1, keepdim=True).clamp(min=1e-5)
         qx = round_half_away(xn * s).clamp(-128, 127)
-        alpha = weight_alpha(w)
-        acc = F.linear(qx, weight_codes(w, alpha))
+        alpha, codes = self.ternary()
+        acc = F.linear(qx.to(codes.dtype), codes).float()
         return acc * (alpha / s)
 
 
