@@ -12,9 +12,10 @@ argmax fed back on the device, one synchronize at the end of each run), each abo
 one). Medians over the repeats go to ``--out`` (JSON) with the exact command line.
 
 Modes:
-  ref     the reference as written: every BitLinear re-quantizes its latent weight on every
-          call (absmean in float64, codes in fp32) and multiplies in fp32, whatever dtype the
-          weights are stored in; this is what the released PyTorch code does at inference.
+  ref     mmfree.model's BitLinear inference path as it stands in this checkout (until commit
+          f3a1d2e: re-quantize the latent weight on every call, as the released PyTorch code
+          does; since: ternary codes cached per weight version, integer product). The JSON
+          records the git commit and a hash of model.py so results say which one ran.
   cached  the ternary weight ``codes * alpha`` precomputed once, stored in the weight dtype,
           F.linear in that dtype (activations still int8-fake-quantized per token): a fairer
           "GPU runs the same ternary model" baseline (no packed-ternary kernel, though).
@@ -107,6 +108,24 @@ def decode(model, state, tok, n):
         logits, state = model.step(tok, state)
         tok = logits.argmax(-1)
     return state, tok
+
+
+def provenance():
+    """git commit, dirty flag and sha256 of mmfree/model.py: which reference actually ran."""
+    import hashlib
+    import mmfree.model as mm
+
+    info = {"model_py_sha256": hashlib.sha256(open(mm.__file__, "rb").read()).hexdigest(),
+            "bitlinear_caches_codes": hasattr(BitLinear, "ternary")}
+    root = os.path.join(HERE, "..")
+    for key, cmd in (("git_commit", ["git", "rev-parse", "HEAD"]),
+                     ("git_dirty", ["git", "status", "--porcelain", "--", "python/mmfree", "scripts"])):
+        try:
+            p = subprocess.run(cmd, cwd=root, capture_output=True, text=True, timeout=10)
+            info[key] = p.stdout.strip() if p.returncode == 0 else None
+        except Exception:
+            info[key] = None
+    return info
 
 
 def gpu_state(index):
@@ -237,12 +256,13 @@ def main(argv=None):
         cuda=torch.version.cuda, device=str(device), gpu=gpu_name,
         gpu_state_before=gpu_state(gpu_index) if gpu_index is not None else None,
         sensor=(sensor.description if sensor else None),
+        code=provenance(),
         settings=dict(warmup=args.warmup, repeats=args.repeats, seconds=args.seconds, idle_s=args.idle_s,
                       interval_s=args.interval, seed=args.seed),
         notes=[
             "energy: NVML board power of the GPU only (not host CPU/DRAM); J/token net = (run energy - idle W x run time) / tokens",
             "idle = the GPU with the model loaded and nothing running, measured before each case's warm-up",
-            "mode ref: weights re-quantized on every call, matmuls in fp32 whatever the stored dtype",
+            "mode ref: mmfree.model's BitLinear inference path as checked out (see code.bitlinear_caches_codes)",
             "mode cached: ternary codes*alpha precomputed once in the weight dtype, F.linear in that dtype",
             "figures are medians over the repeats; no CUDA graphs, no packed-ternary kernel",
         ],
