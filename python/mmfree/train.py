@@ -591,7 +591,7 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
         cur_lr = lr_at(step, max_steps, lr, warmup_steps, min_lr_ratio)
         for g in opt.param_groups:
             g["lr"] = cur_lr
-        loss_acc = 0.0
+        loss_acc = torch.zeros((), device=dev)
         for micro in range(grad_accum):
             rng = np.random.default_rng([seed, rank, step, micro])
             si = int(rng.choice(len(train_sets), p=weights)) if len(train_sets) > 1 else 0
@@ -599,21 +599,28 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
             sync = (not ddp) or micro == grad_accum - 1
             ctx = _nullctx() if sync else fwd.no_sync()
             with ctx:
-                with autocast():
-                    logits = fwd(xb[:, :-1], parallel_scan=True)
+                try:
+                    with autocast():
+                        logits = fwd(xb[:, :-1], parallel_scan=True)
+                except Exception as e:
+                    if not (compiled and not ddp):
+                        raise
+                    print(f"[train] compiled forward failed ({type(e).__name__}: {e}); falling back to eager", flush=True)
+                    fwd, compiled = model, False
+                    run_args["compile"] = False
+                    with autocast():
+                        logits = fwd(xb[:, :-1], parallel_scan=True)
                 loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), xb[:, 1:].reshape(-1))
                 (loss / grad_accum).backward()
-            loss_acc += float(loss.detach()) / grad_accum
+            loss_acc += loss.detach() / grad_accum
         if grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         tokens_seen += tokens_per_step
-        run_loss += loss_acc
+        run_loss = run_loss + loss_acc  # a device tensor: no host sync per step
         run_n += 1
-        if not math.isfinite(loss_acc):
-            raise FloatingPointError(f"loss is {loss_acc} at step {step}")
 
         # one-off: fit max_steps into the time budget
         if time_budget and step == calib_at[0]:
@@ -640,6 +647,9 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
                 pbar.total = max_steps
 
         if step % log_every == 0 or step == max_steps:
+            run_loss = float(run_loss)
+            if not math.isfinite(run_loss):
+                raise FloatingPointError(f"training loss is {run_loss} at step {step}")
             now = time.time()
             tps = (tokens_seen - tok_log) / max(1e-9, now - t_log)
             vl = None
