@@ -20,3 +20,13 @@ test: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# C-simulation of the HLS kernels (g++): build/csim/$(BOARD)/libmmfree_csim.so + testbenches.
+BOARD ?= kv260
+.PHONY: csim hls
+csim:
+	$(MAKE) -C hls csim BOARD=$(BOARD) PY=$(abspath $(PY))
+
+# Vitis HLS (workstation only): csim, csynth, cosim, IP export for BOARD (kv260, zcu104, pynq-z2).
+hls:
+	$(MAKE) -C hls hls BOARD=$(BOARD)

@@ -1,0 +1,86 @@
+/*
+ * DDR layout of a packed model for mmfree_kernel (docs/hardware.md, "Memory layout").
+ *
+ * Layer blob (one contiguous buffer per layer; W0..W3 all hold its address):
+ *   codes  i        d    rows x RB(d) bytes      RB(k) = ceil(k / CPW) * 16, CPW = 64 (2bit) or 80 (base3)
+ *   codes  f        d    rows x RB(d)            (each row: python/mmfree/packed.py format, whole 16-byte words)
+ *   codes  g        d    rows x RB(d)
+ *   codes  o        d    rows x RB(d)
+ *   codes  gate_up  2I   rows x RB(d)
+ *   codes  down     d    rows x RB(I)
+ *   params float32, starting right after the codes (a multiple of 16 bytes), each vector padded
+ *   with zeros to a multiple of 4 floats (16 bytes):
+ *     alpha[8]     i, f, g, o, gate_up, down, 0, 0
+ *     attn_norm[d] mlp_norm[d] g_norm[d] lower_bound[d] (this layer's row of the lb table)
+ *     gain_i[d] gain_f[d] gain_g[d] gain_o[d] gain_gate_up[d] gain_down[I]
+ *
+ * Head blob: codes lm_head V rows x RB(d), then params: alpha[8] (lm_head, 0...), final_norm[d],
+ *   gain[d] (lm_head.gain), padded the same way.
+ *
+ * Other buffers: x and h float32[pad4(d)], logits float32[pad4(V)], embeddings uint16[V][d].
+ * All offsets are functions of (d, I, V, packing): mmfree_csim exports them, python/mmfree/csim.py
+ * mirrors them (tests check both agree).
+ */
+#ifndef MMFREE_LAYOUT_H
+#define MMFREE_LAYOUT_H
+
+#include <stdint.h>
+#include "mmfree_regs.h"
+
+namespace mmfree {
+
+static const int WORD_BYTES = 16;   /* rows are padded to whole 128-bit words */
+static const int N_ALPHA = 8;
+
+/* projection indices (order of the codes in a layer blob and of alpha[]) */
+enum Proj { P_I = 0, P_F = 1, P_G = 2, P_O = 3, P_GATE_UP = 4, P_DOWN = 5, N_PROJ = 6 };
+
+/* parameter vectors of a layer blob, in order */
+enum LayerVec { V_ATTN_NORM = 0, V_MLP_NORM, V_G_NORM, V_LB, V_GAIN_I, V_GAIN_F, V_GAIN_G, V_GAIN_O,
+                V_GAIN_GATE_UP, V_GAIN_DOWN, N_LAYER_VEC };
+/* parameter vectors of a head blob */
+enum HeadVec { V_FINAL_NORM = 0, V_GAIN_HEAD = 1, N_HEAD_VEC };
+
+inline int codes_per_byte(int packing) { return packing == MMFREE_PACK_BASE3 ? 5 : 4; }
+inline int codes_per_word(int packing) { return WORD_BYTES * codes_per_byte(packing); }
+inline uint64_t row_bytes(int k, int packing) {
+    int cpw = codes_per_word(packing);
+    return (uint64_t)((k + cpw - 1) / cpw) * WORD_BYTES;
+}
+inline int pad4(int n) { return (n + 3) & ~3; }
+
+inline int proj_rows(int p, int d, int inter) { return p == P_GATE_UP ? 2 * inter : d; }
+inline int proj_cols(int p, int d, int inter) { return p == P_DOWN ? inter : d; }
+
+/* byte offset of projection p's codes in a layer blob */
+inline uint64_t layer_codes_offset(int p, int d, int inter, int packing) {
+    uint64_t off = 0;
+    for (int i = 0; i < p; i++) off += (uint64_t)proj_rows(i, d, inter) * row_bytes(proj_cols(i, d, inter), packing);
+    return off;
+}
+inline uint64_t layer_params_offset(int d, int inter, int packing) { return layer_codes_offset(N_PROJ, d, inter, packing); }
+inline int layer_vec_len(int v, int d, int inter) { return v == V_GAIN_DOWN ? inter : d; }
+/* float index of vector v inside the params block */
+inline int layer_vec_index(int v, int d, int inter) {
+    int off = N_ALPHA;
+    for (int i = 0; i < v; i++) off += pad4(layer_vec_len(i, d, inter));
+    return off;
+}
+inline int layer_params_floats(int d, int inter) { return layer_vec_index(N_LAYER_VEC, d, inter); }
+inline uint64_t layer_blob_bytes(int d, int inter, int packing) {
+    return layer_params_offset(d, inter, packing) + 4ull * (uint64_t)layer_params_floats(d, inter);
+}
+
+inline uint64_t head_params_offset(int d, int vocab, int packing) { return (uint64_t)vocab * row_bytes(d, packing); }
+inline int head_vec_index(int v, int d) { return N_ALPHA + v * pad4(d); }
+inline int head_params_floats(int d) { return head_vec_index(N_HEAD_VEC, d); }
+inline uint64_t head_blob_bytes(int d, int vocab, int packing) {
+    return head_params_offset(d, vocab, packing) + 4ull * (uint64_t)head_params_floats(d);
+}
+
+inline uint64_t vec_bytes(int n) { return 4ull * (uint64_t)pad4(n); }         /* x, h, logits */
+inline uint64_t emb_bytes(int d, int vocab) { return 2ull * (uint64_t)d * (uint64_t)vocab; }
+
+}  // namespace mmfree
+
+#endif /* MMFREE_LAYOUT_H */

@@ -1,0 +1,146 @@
+/*
+ * Ternary matrix-vector engine: packed ternary rows streamed from DDR, int8 activations on chip.
+ *
+ *   acc[row] = sum_k code[row][k] * q[k]     (exact integers; no multipliers: add / sub / skip)
+ *
+ * Rows are split into PORTS contiguous ranges, one per m_axi port; every port streams its range
+ * as one long sequential burst, one bus word per cycle, in a single flattened loop over
+ * (rows per port) x (beats per row) pipelined at II=1. All ports sit on the same column beat in
+ * the same cycle, so one slice of the activation buffer q[beat][*] feeds every port's lanes.
+ *
+ * Each bus word is sliced once into native 64-bit halves; lanes are decoded with shifts and
+ * masks (an ap_uint<128>.range() per lane is ~20x slower in C-simulation, same wires).
+ *   2bit : 32 codes per 64-bit half, code j in bits [2j+1:2j], two's complement (10 decodes to 0)
+ *   base3: 8 bytes per half, 5 codes per byte through BASE3_LUT (243 valid entries; bytes
+ *          243..255 decode to 0, as python/mmfree/packed.py's base3_lut does)
+ */
+#ifndef MMFREE_MATVEC_H
+#define MMFREE_MATVEC_H
+
+#include <stdint.h>
+#include "ap_int.h"
+#include "mmfree_config.h"
+#include "mmfree_layout.h"
+#include "mmfree_trace.h"
+
+namespace mmfree {
+
+typedef ap_uint<PORT_BITS> word_t;
+
+/* base-3 byte -> five 2-bit two's complement codes, code j in bits [2j+1:2j] (10-bit ROM) */
+static const uint16_t BASE3_LUT[256] = {
+    0x3ff, 0x3fc, 0x3fd, 0x3f3, 0x3f0, 0x3f1, 0x3f7, 0x3f4, 0x3f5, 0x3cf, 0x3cc, 0x3cd,
+    0x3c3, 0x3c0, 0x3c1, 0x3c7, 0x3c4, 0x3c5, 0x3df, 0x3dc, 0x3dd, 0x3d3, 0x3d0, 0x3d1,
+    0x3d7, 0x3d4, 0x3d5, 0x33f, 0x33c, 0x33d, 0x333, 0x330, 0x331, 0x337, 0x334, 0x335,
+    0x30f, 0x30c, 0x30d, 0x303, 0x300, 0x301, 0x307, 0x304, 0x305, 0x31f, 0x31c, 0x31d,
+    0x313, 0x310, 0x311, 0x317, 0x314, 0x315, 0x37f, 0x37c, 0x37d, 0x373, 0x370, 0x371,
+    0x377, 0x374, 0x375, 0x34f, 0x34c, 0x34d, 0x343, 0x340, 0x341, 0x347, 0x344, 0x345,
+    0x35f, 0x35c, 0x35d, 0x353, 0x350, 0x351, 0x357, 0x354, 0x355, 0x0ff, 0x0fc, 0x0fd,
+    0x0f3, 0x0f0, 0x0f1, 0x0f7, 0x0f4, 0x0f5, 0x0cf, 0x0cc, 0x0cd, 0x0c3, 0x0c0, 0x0c1,
+    0x0c7, 0x0c4, 0x0c5, 0x0df, 0x0dc, 0x0dd, 0x0d3, 0x0d0, 0x0d1, 0x0d7, 0x0d4, 0x0d5,
+    0x03f, 0x03c, 0x03d, 0x033, 0x030, 0x031, 0x037, 0x034, 0x035, 0x00f, 0x00c, 0x00d,
+    0x003, 0x000, 0x001, 0x007, 0x004, 0x005, 0x01f, 0x01c, 0x01d, 0x013, 0x010, 0x011,
+    0x017, 0x014, 0x015, 0x07f, 0x07c, 0x07d, 0x073, 0x070, 0x071, 0x077, 0x074, 0x075,
+    0x04f, 0x04c, 0x04d, 0x043, 0x040, 0x041, 0x047, 0x044, 0x045, 0x05f, 0x05c, 0x05d,
+    0x053, 0x050, 0x051, 0x057, 0x054, 0x055, 0x1ff, 0x1fc, 0x1fd, 0x1f3, 0x1f0, 0x1f1,
+    0x1f7, 0x1f4, 0x1f5, 0x1cf, 0x1cc, 0x1cd, 0x1c3, 0x1c0, 0x1c1, 0x1c7, 0x1c4, 0x1c5,
+    0x1df, 0x1dc, 0x1dd, 0x1d3, 0x1d0, 0x1d1, 0x1d7, 0x1d4, 0x1d5, 0x13f, 0x13c, 0x13d,
+    0x133, 0x130, 0x131, 0x137, 0x134, 0x135, 0x10f, 0x10c, 0x10d, 0x103, 0x100, 0x101,
+    0x107, 0x104, 0x105, 0x11f, 0x11c, 0x11d, 0x113, 0x110, 0x111, 0x117, 0x114, 0x115,
+    0x17f, 0x17c, 0x17d, 0x173, 0x170, 0x171, 0x177, 0x174, 0x175, 0x14f, 0x14c, 0x14d,
+    0x143, 0x140, 0x141, 0x147, 0x144, 0x145, 0x15f, 0x15c, 0x15d, 0x153, 0x150, 0x151,
+    0x157, 0x154, 0x155, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000, 0x000,
+    0x000, 0x000, 0x000, 0x000,
+};
+
+/* one 2-bit code times an int8 activation: +q, -q or 0 (no multiplier) */
+inline int32_t tern(unsigned c, int32_t q) {
+#pragma HLS INLINE
+    return c == 1u ? q : (c == 3u ? -q : 0);
+}
+
+/* 32 lanes of a 64-bit half, 2-bit packing */
+inline int32_t dot_half_2bit(uint64_t h, const int8_t *q) {
+#pragma HLS INLINE
+    int32_t s = 0;
+    for (int j = 0; j < 32; j++) {
+#pragma HLS UNROLL
+        s += tern((unsigned)(h >> (2 * j)) & 3u, q[j]);
+    }
+    return s;
+}
+
+/* 40 lanes of a 64-bit half, base-3 packing */
+inline int32_t dot_half_base3(uint64_t h, const int8_t *q) {
+#pragma HLS INLINE
+    int32_t s = 0;
+    for (int b = 0; b < 8; b++) {
+#pragma HLS UNROLL
+        unsigned e = BASE3_LUT[(unsigned)(h >> (8 * b)) & 0xffu];
+        for (int j = 0; j < 5; j++) {
+#pragma HLS UNROLL
+            s += tern((e >> (2 * j)) & 3u, q[5 * b + j]);
+        }
+    }
+    return s;
+}
+
+/* one bus word against its column slice of q: sliced once into native 64-bit halves */
+inline int32_t dot_word(const word_t &w, const int8_t *qb, int packing) {
+#pragma HLS INLINE
+    int32_t s = 0;
+    for (int hh = 0; hh < PORT_BITS / 64; hh++) {
+#pragma HLS UNROLL
+        const uint64_t half = (uint64_t)w.range(64 * hh + 63, 64 * hh).to_uint64();
+        s += packing == MMFREE_PACK_BASE3 ? dot_half_base3(half, qb + 40 * hh) : dot_half_2bit(half, qb + 32 * hh);
+    }
+    return s;
+}
+
+/* beats (bus words) per packed row of k codes */
+inline int beats_per_row(int k, int packing) { return (int)(row_bytes(k, packing) / PORT_BYTES); }
+/* codes per beat */
+inline int lanes_per_beat(int packing) { return PORT_BYTES * codes_per_byte(packing); }
+
+/* Ternary product of `rows` packed rows starting at beat `base` of every port's buffer.
+ * acc[p][r] receives row p*rpp + r, rpp = ceil(rows / PORTS). */
+inline void ternary_matvec(const word_t *w0, const word_t *w1, const word_t *w2, const word_t *w3,
+                           uint64_t base, int rows, int k, int packing,
+                           const int8_t q[MAX_BEATS][MAX_LANES], int32_t acc[PORTS][MAX_RPP]) {
+#pragma HLS INLINE off
+    const int beats = beats_per_row(k, packing);
+    const int rpp = (rows + PORTS - 1) / PORTS;
+    const int total = rpp * beats;
+    int32_t part[PORTS];
+#pragma HLS ARRAY_PARTITION variable=part complete
+    for (int p = 0; p < PORTS; p++) {
+#pragma HLS UNROLL
+        part[p] = 0;
+    }
+    int r = 0, b = 0;
+    MMFREE_COUNT(MMFREE_CYC_MV, total);
+    for (int i = 0; i < total; i++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_RPP*MAX_BEATS
+        const int8_t *qb = q[b];
+        for (int p = 0; p < PORTS; p++) {
+#pragma HLS UNROLL
+            const int row = p * rpp + r;
+            if (row < rows) {
+                const word_t *wp = p == 0 ? w0 : (p == 1 ? w1 : (p == 2 ? w2 : w3));
+                const word_t w = wp[base + (uint64_t)row * (uint64_t)beats + (uint64_t)b];
+                const int32_t a = (b == 0 ? 0 : part[p]) + dot_word(w, qb, packing);
+                part[p] = a;
+                if (b == beats - 1) acc[p][r] = a;
+            }
+        }
+        if (++b == beats) {
+            b = 0;
+            ++r;
+        }
+    }
+}
+
+}  // namespace mmfree
+
+#endif /* MMFREE_MATVEC_H */

@@ -1,0 +1,52 @@
+/*
+ * mmfree_kernel register map (s_axilite, ap_ctrl_hs): the one definition.
+ *
+ * The top function's INTERFACE pragmas use these offsets (hls/mmfree_kernel/mmfree_kernel.cpp),
+ * the C-simulation ABI reads a register-file image at these offsets (hls/csim/mmfree_csim_api.cpp),
+ * and the Python driver parses this file (python/mmfree/csim.py: parse_regs). Keep one
+ * `#define NAME 0xOFFSET` per line; stable from version 1 on: new registers only get new offsets.
+ *
+ * Every address register is 64 bits: low word at OFFSET, high word at OFFSET + 4.
+ */
+#ifndef MMFREE_REGS_H
+#define MMFREE_REGS_H
+
+#define MMFREE_REGS_VERSION 1
+
+/* ap_ctrl_hs block (Vitis HLS standard) */
+#define MMFREE_REG_CTRL        0x00  /* bit0 ap_start, bit1 ap_done, bit2 ap_idle, bit3 ap_ready, bit7 auto_restart */
+#define MMFREE_REG_GIE         0x04  /* global interrupt enable */
+#define MMFREE_REG_IER         0x08  /* bit0 ap_done, bit1 ap_ready */
+#define MMFREE_REG_ISR         0x0c  /* toggle-on-write */
+
+/* 32-bit scalars */
+#define MMFREE_REG_OP          0x10  /* MMFREE_OP_* */
+#define MMFREE_REG_D           0x18  /* hidden size d, 1..MMFREE_MAX_D */
+#define MMFREE_REG_INTER       0x20  /* intermediate size I, 1..MMFREE_MAX_INTER */
+#define MMFREE_REG_VOCAB       0x28  /* vocabulary V, 1..MMFREE_MAX_VOCAB */
+#define MMFREE_REG_PACKING     0x30  /* MMFREE_PACK_2BIT or MMFREE_PACK_BASE3 */
+#define MMFREE_REG_TOKEN       0x38  /* token id for OP_EMBED, 0..V-1 */
+
+/* 64-bit addresses (physical, as pynq allocate().device_address) */
+#define MMFREE_REG_X_ADDR      0x40  /* float32[d]: residual stream (EMBED writes, LAYER reads+writes, HEAD reads) */
+#define MMFREE_REG_H_ADDR      0x4c  /* float32[d]: this layer's recurrent state (LAYER reads+writes) */
+#define MMFREE_REG_EMB_ADDR    0x58  /* uint16 bf16 bits [V][d]: embedding table (EMBED reads) */
+#define MMFREE_REG_OUT_ADDR    0x64  /* float32[V]: logits (HEAD writes) */
+#define MMFREE_REG_W0_ADDR     0x70  /* layer blob (LAYER) or head blob (HEAD), weight port 0 */
+#define MMFREE_REG_W1_ADDR     0x7c  /* the same blob address again, weight port 1 */
+#define MMFREE_REG_W2_ADDR     0x88  /* same, port 2 (boards with 4 weight ports) */
+#define MMFREE_REG_W3_ADDR     0x94  /* same, port 3 (boards with 4 weight ports) */
+
+#define MMFREE_REG_SPAN        0xa0  /* bytes of the register file */
+#define MMFREE_MAX_WEIGHT_PORT_REGS 4
+
+/* ops */
+#define MMFREE_OP_EMBED 0  /* x = bf16->f32(emb[token]) */
+#define MMFREE_OP_LAYER 1  /* one HGRN-Bit layer for one token: x, h updated in place */
+#define MMFREE_OP_HEAD  2  /* out = lm_head(RMSNorm(x)) logits */
+
+/* packings (python/mmfree/packed.py) */
+#define MMFREE_PACK_2BIT  0
+#define MMFREE_PACK_BASE3 1
+
+#endif /* MMFREE_REGS_H */

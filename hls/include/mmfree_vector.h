@@ -1,0 +1,232 @@
+/*
+ * Vector unit: the per-token float32 work between ternary products, in golden.py's order.
+ *
+ * Every pass walks its vector in blocks of VEC_LANES elements: elementwise passes at one block
+ * per cycle (II=1), reductions at one block per MMFREE_RED_II cycles (lane j accumulates
+ * elements j, j+16, j+32, ... in order, then the (8, 4, 2, 1) tree: numerics.lane_sum).
+ * Inputs are on-chip arrays; parameters come from the layer blob's params block already loaded.
+ */
+#ifndef MMFREE_VECTOR_H
+#define MMFREE_VECTOR_H
+
+#include <stdint.h>
+#include "mmfree_config.h"
+#include "mmfree_numerics.h"
+#include "mmfree_trace.h"
+
+namespace mmfree {
+
+static const int MAX_VBLK = (MAX_ROWS + VEC_LANES - 1) / VEC_LANES;
+
+inline int nblocks(int n) { return (n + VEC_LANES - 1) / VEC_LANES; }
+
+/* max |v[k] * g[k]| (numerics.absmax of u = v * gain) */
+inline float absmax_mul(const float *v, const float *g, int n) {
+    float lm[VEC_LANES];
+#pragma HLS ARRAY_PARTITION variable=lm complete
+    for (int j = 0; j < VEC_LANES; j++) lm[j] = 0.0f;
+    const int nb = nblocks(n);
+    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < n) {
+                const float a = fabs_(v[k] * g[k]);
+                if (a > lm[j]) lm[j] = a;
+            }
+        }
+    }
+    float m = 0.0f;
+    for (int j = 0; j < VEC_LANES; j++) m = lm[j] > m ? lm[j] : m;
+    return m;
+}
+
+/* int8 codes of (v * g) * (127 / m) into the matvec's activation buffer q[beat][lane];
+ * lanes past n (row padding) get 0. kp = beats * lanes_per_beat. */
+inline void quantize_mul(const float *v, const float *g, int n, float s, int lanes, int kp,
+                         int8_t q[MAX_BEATS][MAX_LANES], int8_t *qtrace) {
+    const int nb = nblocks(kp);
+    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
+    int beat = 0, lane = 0;
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < kp) {
+                const int8_t c = k < n ? quant_code((v[k] * g[k]) * s) : (int8_t)0;
+                q[beat][lane] = c;
+#ifndef __SYNTHESIS__
+                if (qtrace && k < n) qtrace[k] = c;
+#endif
+                if (++lane == lanes) {
+                    lane = 0;
+                    ++beat;
+                }
+            }
+        }
+    }
+}
+
+/* out[row] = float(acc[row]) * scale, rows in port order (row = p * rpp + r) */
+inline void scale_out(const int32_t acc[PORTS][MAX_RPP], int rows, float scale, float *out) {
+    const int rpp = (rows + PORTS - 1) / PORTS;
+    const int nb = nblocks(rows);
+    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < rows) out[k] = (float)acc[k / rpp][k % rpp] * scale;
+        }
+    }
+}
+
+/* 16 lane partial sums -> lane tree (numerics.lane_sum) */
+struct LaneAcc {
+    float l[VEC_LANES];
+    void clear() {
+        for (int j = 0; j < VEC_LANES; j++) l[j] = 0.0f;
+    }
+    float sum() const { return lane_tree(l); }
+};
+
+/* numerics.rms_factor(v) */
+inline float rms_factor(const float *v, int n) {
+    LaneAcc a;
+#pragma HLS ARRAY_PARTITION variable=a.l complete
+    a.clear();
+    const int nb = nblocks(n);
+    MMFREE_COUNT(MMFREE_CYC_RED, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=MMFREE_RED_II
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < n) a.l[j] = a.l[j] + v[k] * v[k];
+        }
+    }
+    return rsqrt_mean_eps(a.sum(), n);
+}
+
+/* golden.block_rscale(x, w): r_x * r_a, both sums in one pass */
+inline float block_rscale(const float *x, const float *w, int d) {
+    LaneAcc ax, at;
+#pragma HLS ARRAY_PARTITION variable=ax.l complete
+#pragma HLS ARRAY_PARTITION variable=at.l complete
+    ax.clear();
+    at.clear();
+    const int nb = nblocks(d);
+    MMFREE_COUNT(MMFREE_CYC_RED, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=MMFREE_RED_II
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < d) {
+                const float t = x[k] * w[k];
+                ax.l[j] = ax.l[j] + x[k] * x[k];
+                at.l[j] = at.l[j] + t * t;
+            }
+        }
+    }
+    const float r_x = rsqrt_mean_eps(ax.sum(), d);
+    const float ms_a = (r_x * r_x) * (at.sum() / (float)d);
+    const float r_a = 1.0f / sqrtf_(ms_a + EPS);
+    return r_x * r_a;
+}
+
+/* MLGRU: f = lb + (1 - lb) * sigmoid(y_f); h = f * h + silu(y_i) * (1 - f) */
+inline void mlgru(const float *yi, const float *yf, const float *lb, float *h, float *ftrace, int d) {
+    const int nb = nblocks(d);
+    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < d) {
+                const float f = lb[k] + (1.0f - lb[k]) * sigmoid_(yf[k]);
+                const float c = silu_(yi[k]) * (1.0f - f);
+                h[k] = f * h[k] + c;
+#ifndef __SYNTHESIS__
+                ftrace[k] = f;
+#endif
+            }
+        }
+    }
+}
+
+/* output gate o = ((y_g * r_g) * g_norm) * silu(h), returning rms_factor(o) from the same pass */
+inline float gate_out(const float *yg, float r_g, const float *gn, const float *h, float *o, int d) {
+    LaneAcc a;
+#pragma HLS ARRAY_PARTITION variable=a.l complete
+    a.clear();
+    const int nb = nblocks(d);
+    MMFREE_COUNT(MMFREE_CYC_RED, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=MMFREE_RED_II
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < d) {
+                const float ok = ((yg[k] * r_g) * gn[k]) * silu_(h[k]);
+                o[k] = ok;
+                a.l[j] = a.l[j] + ok * ok;
+            }
+        }
+    }
+    return rsqrt_mean_eps(a.sum(), d);
+}
+
+/* SwiGLU z = silu(gate) * up, returning rms_factor(z) from the same pass */
+inline float swiglu(const float *gu, float *z, int inter) {
+    LaneAcc a;
+#pragma HLS ARRAY_PARTITION variable=a.l complete
+    a.clear();
+    const int nb = nblocks(inter);
+    MMFREE_COUNT(MMFREE_CYC_RED, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=MMFREE_RED_II
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < inter) {
+                const float zk = silu_(gu[k]) * gu[inter + k];
+                z[k] = zk;
+                a.l[j] = a.l[j] + zk * zk;
+            }
+        }
+    }
+    return rsqrt_mean_eps(a.sum(), inter);
+}
+
+/* residual x += y */
+inline void residual(float *x, const float *y, int d) {
+    const int nb = nblocks(d);
+    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
+    for (int b = 0; b < nb; b++) {
+#pragma HLS PIPELINE II=1
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+        for (int j = 0; j < VEC_LANES; j++) {
+#pragma HLS UNROLL
+            const int k = b * VEC_LANES + j;
+            if (k < d) x[k] = x[k] + y[k];
+        }
+    }
+}
+
+}  // namespace mmfree
+
+#endif /* MMFREE_VECTOR_H */

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Write build/<board>/mmfree_board.h from python/mmfree/data/boards.json (the one place).
+
+    gen_board_header.py BOARD OUT.h
+
+Defines the compile-time constants of one board: weight ports, port width, clock, maxima.
+"""
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BOARDS = os.path.join(HERE, "..", "..", "python", "mmfree", "data", "boards.json")
+
+
+def header(board: str) -> str:
+    with open(BOARDS, "r", encoding="utf-8") as f:
+        boards = json.load(f)
+    if board not in boards or board.startswith("_"):
+        names = ", ".join(k for k in boards if not k.startswith("_"))
+        sys.exit("unknown board %r; boards.json knows: %s" % (board, names))
+    b = boards[board]
+    guard = "MMFREE_BOARD_H"
+    lines = [
+        "/* Generated from python/mmfree/data/boards.json by hls/scripts/gen_board_header.py: do not edit. */",
+        "#ifndef " + guard, "#define " + guard,
+        '#define MMFREE_BOARD_NAME "%s"' % board,
+        '#define MMFREE_PART "%s"' % b["part"],
+        "#define MMFREE_CLOCK_MHZ %d" % int(b["clock_mhz"]),
+        "#define MMFREE_WEIGHT_PORTS %d" % int(b["weight_ports"]),
+        "#define MMFREE_PORT_BITS %d" % int(b["port_bits"]),
+        "#define MMFREE_MAX_D %d" % int(b["max_d"]),
+        "#define MMFREE_MAX_INTER %d" % int(b["max_inter"]),
+        "#define MMFREE_MAX_VOCAB %d" % int(b["max_vocab"]),
+        "#define MMFREE_MAX_LAYERS %d" % int(b["max_layers"]),
+        "#endif",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) != 3:
+        sys.exit("usage: gen_board_header.py BOARD OUT.h")
+    text = header(argv[1])
+    out = argv[2]
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    old = open(out).read() if os.path.exists(out) else None
+    if old != text:  # keep the timestamp when nothing changed (make does not rebuild)
+        with open(out, "w") as f:
+            f.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
