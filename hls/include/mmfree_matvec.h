@@ -18,6 +18,9 @@
 #define MMFREE_MATVEC_H
 
 #include <stdint.h>
+#ifndef __SYNTHESIS__
+#include <cstring>
+#endif
 #include "ap_int.h"
 #include "mmfree_config.h"
 #include "mmfree_layout.h"
@@ -56,7 +59,9 @@ static const uint16_t BASE3_LUT[256] = {
 /* one 2-bit code times an int8 activation: +q, -q or 0 (no multiplier) */
 inline int32_t tern(unsigned c, int32_t q) {
 #pragma HLS INLINE
-    return c == 1u ? q : (c == 3u ? -q : 0);
+    const int32_t nz = -(int32_t)(c & 1u);            /* all ones for 01 and 11 */
+    const int32_t neg = -(int32_t)(c & (c >> 1) & 1u); /* all ones for 11 */
+    return ((q & nz) ^ neg) - neg;                     /* 01: q, 11: -q, 00 and 10: 0 */
 }
 
 /* 32 lanes of a 64-bit half, 2-bit packing */
@@ -85,13 +90,28 @@ inline int32_t dot_half_base3(uint64_t h, const int8_t *q) {
     return s;
 }
 
+/* 64-bit half hh of a bus word. Synthesis: a slice (wires). C-simulation: the same bits read
+ * straight from ap_uint's little-endian storage (ap_private's range() on 128 bits costs ~20% of
+ * the whole emulator); tests/test_csim_kernel.py checks both give the same bits. */
+inline uint64_t word_half(const word_t &w, int hh) {
+#pragma HLS INLINE
+#ifdef __SYNTHESIS__
+    return (uint64_t)w.range(64 * hh + 63, 64 * hh).to_uint64();
+#else
+    static_assert(sizeof(word_t) == PORT_BYTES, "ap_uint storage is not PORT_BYTES wide");
+    uint64_t half;
+    std::memcpy(&half, reinterpret_cast<const unsigned char *>(&w) + 8 * hh, 8);
+    return half;
+#endif
+}
+
 /* one bus word against its column slice of q: sliced once into native 64-bit halves */
 inline int32_t dot_word(const word_t &w, const int8_t *qb, int packing) {
 #pragma HLS INLINE
     int32_t s = 0;
     for (int hh = 0; hh < PORT_BITS / 64; hh++) {
 #pragma HLS UNROLL
-        const uint64_t half = (uint64_t)w.range(64 * hh + 63, 64 * hh).to_uint64();
+        const uint64_t half = word_half(w, hh);
         s += packing == MMFREE_PACK_BASE3 ? dot_half_base3(half, qb + 40 * hh) : dot_half_2bit(half, qb + 32 * hh);
     }
     return s;
