@@ -1,0 +1,434 @@
+"""C-simulated mmfree_kernel (hls/) against the golden model, bit for bit, every intermediate.
+
+- the C++ testbench (hls/tb/tb_mmfree.cpp) on golden vector files: embed, every layer, head,
+  both packings, shapes with d and I not multiples of 16 lanes nor of a bus word's 64/80 codes;
+- the shared library through python/mmfree/csim.py over several tokens (the emulator's path);
+- mutation: one flipped weight bit, one altered base-3 LUT entry, make the testbench fail;
+- register map: the header's offsets are the pragmas' offsets; layout: Python == C++.
+"""
+
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(ROOT, "python"))
+sys.path.insert(0, HERE)
+
+from mmfree import csim  # noqa: E402
+from mmfree.golden import GoldenModel  # noqa: E402
+
+BOARD = "kv260"
+BUILD = os.path.join(ROOT, "build", "csim", BOARD)
+TB = os.path.join(BUILD, "tb_mmfree")
+KERNEL_CPP = os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.cpp")
+
+# d, I not multiples of 16 (vector lanes) nor of 64/80 (codes per bus word); V odd
+SHAPES = {
+    "s70": dict(vocab_size=37, hidden_size=70, num_hidden_layers=2, intermediate_size=150),
+    "s48": dict(vocab_size=101, hidden_size=48, num_hidden_layers=1, intermediate_size=128),
+    "s200": dict(vocab_size=301, hidden_size=200, num_hidden_layers=2, intermediate_size=344),
+}
+TOKENS = (3, 17, 0)
+DT = {np.dtype(np.float32): 0, np.dtype(np.int32): 1, np.dtype(np.int8): 2, np.dtype(np.uint8): 3,
+      np.dtype(np.uint16): 4, np.dtype(np.uint32): 5}
+
+
+@pytest.fixture(scope="session")
+def csim_build():
+    """`make csim` once per session (incremental: a no-op when up to date)."""
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={BOARD}",
+                        f"PY={sys.executable}"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return BUILD
+
+
+@pytest.fixture(scope="session")
+def packed_models(tmp_path_factory):
+    from conftest import make_packed
+    out = {}
+    tmp = tmp_path_factory.mktemp("csim-models")
+    for name, shape in SHAPES.items():
+        for packing in ("2bit", "base3"):
+            _, path = make_packed(tmp, shape=shape, packing=packing, seed=len(name))
+            out[(name, packing)] = path
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# golden expectations
+# ----------------------------------------------------------------------------------------------
+
+PROJ = csim.PROJ
+
+
+class Trace(dict):
+    """golden's trace dict, keeping projection traces apart: golden.layer writes the f projection's
+    trace to "layers.N.f" and then overwrites that key with the gate vector f."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = {}
+
+    def __setitem__(self, k, v):
+        if isinstance(v, dict):
+            self.proj[k] = v
+        super().__setitem__(k, v)
+
+
+def layer_expect(tr, li):
+    p = f"layers.{li}."
+    e = {}
+    for proj in PROJ:
+        t = tr.proj[p + proj]
+        for k in ("absmax", "q", "acc", "scale", "out"):
+            e[f"{proj}.{k}"] = np.asarray(t[k]).reshape(-1)
+    for k in ("f", "state", "o_in", "z", "x"):
+        e[k] = np.asarray(tr[p + k], np.float32).reshape(-1)
+    return e
+
+
+def head_expect(tr):
+    return {f"lm_head.{k}": np.asarray(tr.proj["lm_head"][k]).reshape(-1) for k in ("absmax", "q", "acc", "scale", "out")}
+
+
+def golden_calls(path, tokens=TOKENS):
+    """[(op, token, inputs, expect)] for every kernel call of a few decode steps."""
+    g = GoldenModel(path)
+    calls = []
+    for tok in tokens:
+        h_before = g.h.copy()
+        tr = Trace()
+        logits = g.step(tok, trace=tr)
+        x0 = np.asarray(tr["embed"], np.float32).reshape(-1)
+        calls.append(("embed", tok, {}, {"x": x0, "x_out": x0}))
+        x = x0
+        for li in range(g.n_layers):
+            e = layer_expect(tr, li)
+            e["x_out"], e["h_out"] = e["x"], e["state"]
+            calls.append(("layer", li, {"x": x, "h": h_before[li]}, e))
+            x = e["x"]
+        e = head_expect(tr)
+        e["out"] = np.asarray(logits, np.float32)
+        calls.append(("head", None, {"x": x}, e))
+    return g, calls
+
+
+def write_vectors(fname, regs, inputs, expect):
+    with open(fname, "wb") as f:
+        f.write(b"MMFVEC1\n")
+
+        def entry(name, a):
+            a = np.ascontiguousarray(a)
+            nb = name.encode()
+            f.write(struct.pack("<I", len(nb)) + nb + struct.pack("<IQ", DT[a.dtype], a.size))
+            f.write(a.tobytes())
+
+        entry("regs", np.asarray(regs, np.uint32))
+        for k, v in inputs.items():
+            entry(k, v)
+        for k, v in expect.items():
+            entry("expect/" + k, v)
+
+
+def vector_files(path, outdir, tokens=TOKENS):
+    """Golden vector files of every call; returns [(file, kind)]."""
+    g, calls = golden_calls(path, tokens)
+    pk_ = g.packed
+    cfg = g.config
+    packing = csim.PACKING_CODE[pk_.packing]
+    blobs = {}
+    files = []
+    os.makedirs(outdir, exist_ok=True)
+    for n, (kind, arg, inputs, expect) in enumerate(calls):
+        op = {"embed": csim.OP_EMBED, "layer": csim.OP_LAYER, "head": csim.OP_HEAD}[kind]
+        regs = [op, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, packing, arg if kind == "embed" else 0]
+        inp = dict(inputs)
+        if kind == "embed":
+            inp["emb"] = np.asarray(pk_.tensor("embeddings"), np.uint16)
+        elif kind == "layer":
+            if arg not in blobs:
+                blobs[arg] = csim.pack_layer_blob(pk_, arg)
+            inp["blob"] = blobs[arg]
+        else:
+            if "head" not in blobs:
+                blobs["head"] = csim.pack_head_blob(pk_)
+            inp["blob"] = blobs["head"]
+        for k in ("x", "h"):
+            if k in inp:
+                inp[k] = np.asarray(inp[k], np.float32)
+        fname = os.path.join(outdir, f"{n:03d}-{kind}.mmv")
+        write_vectors(fname, regs, inp, expect)
+        files.append((fname, kind))
+    return files
+
+
+def run_tb(files, tb=TB):
+    return subprocess.run([tb] + list(files), capture_output=True, text=True, timeout=300)
+
+
+# ----------------------------------------------------------------------------------------------
+# testbench on golden vectors
+# ----------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def vectors(csim_build, packed_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("vectors")
+    return {key: vector_files(path, str(root / f"{key[0]}-{key[1]}")) for key, path in packed_models.items()}
+
+
+def test_testbench_all_ops_shapes_packings(vectors):
+    files = [f for fs in vectors.values() for f, _ in fs]
+    kinds = {k for fs in vectors.values() for _, k in fs}
+    assert kinds == {"embed", "layer", "head"}
+    r = run_tb(files)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert f"{len(files)} passed, 0 failed" in r.stdout
+
+
+def _bitflip_file(src, dst, packing, path):
+    """Copy a layer vector file with one weight of layers.0.i flipped where its activation is nonzero."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    # locate the blob entry
+    pos = 8
+    blob_at = q = None
+    entries = {}
+    while pos < len(data):
+        (n,) = struct.unpack_from("<I", data, pos)
+        name = data[pos + 4:pos + 4 + n].decode()
+        dt, count = struct.unpack_from("<IQ", data, pos + 4 + n)
+        start = pos + 4 + n + 12
+        size = count * [4, 4, 1, 1, 2, 4][dt]
+        entries[name] = (start, count)
+        pos = start + size
+    blob_at = entries["blob"][0]
+    qs, qn = entries["expect/i.q"]
+    q = np.frombuffer(bytes(data[qs:qs + qn]), np.int8)
+    j = int(np.flatnonzero(q)[0])  # a column whose activation is nonzero: the product must change
+    if packing == "2bit":
+        data[blob_at + j // 4] ^= 1 << (2 * (j % 4))  # flips code 0 <-> +1 or -1 <-> invalid(0)
+    else:
+        b = data[blob_at + j // 5]
+        digit = (b // 3 ** (j % 5)) % 3
+        data[blob_at + j // 5] = b + 3 ** (j % 5) if digit < 2 else b - 3 ** (j % 5)
+    with open(dst, "wb") as f:
+        f.write(data)
+
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_mutation_one_weight_bit_fails(vectors, tmp_path, packing):
+    files = vectors[("s70", packing)]
+    layer0 = next(f for f, k in files if k == "layer")
+    assert run_tb([layer0]).returncode == 0
+    bad = str(tmp_path / "flipped.mmv")
+    _bitflip_file(layer0, bad, packing, None)
+    r = run_tb([bad])
+    assert r.returncode == 1, r.stdout
+    assert "i.acc" in r.stdout and "FAIL" in r.stdout
+
+
+def test_mutation_one_lut_entry_fails(vectors, tmp_path, csim_build):
+    """A copy of hls/ with one base-3 LUT entry altered, built and run: the testbench must fail."""
+    work = tmp_path / "hls"
+    shutil.copytree(os.path.join(ROOT, "hls"), work, ignore=shutil.ignore_patterns("build"))
+    mv = work / "include" / "mmfree_matvec.h"
+    text = mv.read_text()
+    start = text.index("BASE3_LUT[256] = {")
+    # byte 121 = 1+3+9+27+81: five zero codes, the commonest byte of a ternary matrix; make code 0 +1
+    entries = re.findall(r"0x[0-9a-f]{3}", text[start:start + 4000])
+    assert entries[121] == "0x000"
+    body = text[start:]
+    idx = [m.start() for m in re.finditer(r"0x[0-9a-f]{3}", body)][121]
+    body = body[:idx] + "0x001" + body[idx + 5:]
+    mv.write_text(text[:start] + body)
+    exe = str(tmp_path / "tb_mutant")
+    cmd = ["g++", "-std=c++14", "-O1", "-Wno-unknown-pragmas", "-ffp-contract=off",
+           "-isystem", os.path.join(ROOT, "build", "ap_types"), "-I", BUILD, "-I", str(work / "include"),
+           "-I", str(work / "mmfree_kernel"), "-o", exe, str(work / "mmfree_kernel" / "mmfree_kernel.cpp"),
+           str(work / "tb" / "tb_mmfree.cpp")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    files = vectors[("s70", "base3")]
+    layer0 = next(f for f, k in files if k == "layer")
+    r = run_tb([layer0], tb=exe)
+    assert r.returncode == 1, r.stdout
+    assert "FAIL" in r.stdout
+    # the same mutant still passes 2-bit vectors: the LUT is the base-3 decoder only
+    layer0_2bit = next(f for f, k in vectors[("s70", "2bit")] if k == "layer")
+    assert run_tb([layer0_2bit], tb=exe).returncode == 0
+
+
+# ----------------------------------------------------------------------------------------------
+# the shared library through csim.py (the emulator's path)
+# ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+@pytest.mark.parametrize("shape", ["s70", "s200"])
+def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, packing):
+    path = packed_models[(shape, packing)]
+    g = GoldenModel(path)
+    m = csim.CsimModel(path)
+    rec = csim.TraceRecorder()
+    m.lib.set_trace(rec)
+    try:
+        for tok in (5, 1, 30, 5):
+            tr = Trace()
+            want = g.step(tok, trace=tr)
+            rec.clear()
+            got = m.step(tok)
+            assert np.array_equal(got.view(np.uint32), np.asarray(want, np.float32).view(np.uint32))
+            # every call's traces arrive in order: split them by call through the embed "x"
+            vals = rec.parts
+            exp_layers = [layer_expect(tr, li) for li in range(g.n_layers)]
+            # layer-level and projection traces of the last layer survive in rec.values (last write wins),
+            # so compare per call using the raw parts
+            calls = _split_calls(vals, g.n_layers)
+            assert np.array_equal(calls[0]["x"], np.asarray(tr["embed"], np.float32).reshape(-1))
+            for li in range(g.n_layers):
+                for k, v in exp_layers[li].items():
+                    got_v = calls[1 + li][k]
+                    assert got_v.dtype == v.dtype and got_v.shape == v.shape, k
+                    assert np.array_equal(got_v.view(np.uint8), v.view(np.uint8)), f"layer {li} {k}"
+            for k, v in head_expect(tr).items():
+                assert np.array_equal(calls[-1][k].view(np.uint8), v.view(np.uint8)), k
+            assert np.array_equal(m.h[0].array[:g.d], g.h[0])
+    finally:
+        m.lib.set_trace(None)
+
+
+def _split_calls(parts, n_layers):
+    """TraceRecorder.parts in arrival order -> one dict per kernel call (embed, layers..., head)."""
+    # rebuild arrival order: TraceRecorder keeps per key lists; recover call boundaries by counting
+    # how many times each key appeared (layer keys appear n_layers times, embed "x" then layer "x")
+    calls = [dict() for _ in range(n_layers + 2)]
+    for key, lst in parts.items():
+        if key.startswith("lm_head."):
+            idxs = [n_layers + 1] * len(lst)
+        elif key == "x":
+            idxs = list(range(n_layers + 1))
+        else:
+            idxs = list(range(1, n_layers + 1))
+        if key.endswith(".acc") or key.endswith(".out") or key.startswith("lm_head."):
+            # chunked keys: group by call via restarts at offset 0
+            groups, cur = [], []
+            for off, a in lst:
+                if off == 0 and cur:
+                    groups.append(cur)
+                    cur = []
+                cur.append((off, a))
+            groups.append(cur)
+            idxs = idxs[:len(groups)] if not key.startswith("lm_head.") else [n_layers + 1]
+            if key.startswith("lm_head.") and len(groups) > 1:
+                groups = [[pa for gr in groups for pa in gr]]
+            for ci, gr in zip(idxs, groups):
+                n = max(o + a.size for o, a in gr)
+                v = np.zeros(n, gr[0][1].dtype)
+                for o, a in gr:
+                    v[o:o + a.size] = a
+                calls[ci][key] = v
+            continue
+        assert len(idxs) == len(lst), (key, len(idxs), len(lst))
+        for ci, (off, a) in zip(idxs, lst):
+            assert off == 0
+            calls[ci][key] = a
+    return calls
+
+
+def test_library_errors_name_the_register(csim_build, packed_models):
+    m = csim.CsimModel(packed_models[("s48", "2bit")])
+    regs = m.regs(csim.OP_LAYER, blob=m.blobs[0], h=m.h[0])
+    bad = regs.copy()
+    bad[csim.REG["H_ADDR"] // 4] = 0x10  # nowhere
+    with pytest.raises(csim.CsimError, match="H_ADDR"):
+        m.lib.call(bad, m.mem.resolve)
+    # a blob one byte too short for the dims: the W0 extent does not fit
+    short = m.mem.alloc(csim.pack_layer_blob(m.packed, 0)[:-16])
+    bad = m.regs(csim.OP_LAYER, blob=short, h=m.h[0])
+    with pytest.raises(csim.CsimError, match="W0_ADDR"):
+        m.lib.call(bad, m.mem.resolve)
+    bad = regs.copy()
+    bad[csim.REG["D"] // 4] = m.lib.config["max_d"] + 1
+    with pytest.raises(csim.CsimError, match="outside this build"):
+        m.lib.call(bad, m.mem.resolve)
+    bad = m.regs(csim.OP_EMBED, token=m.vocab)
+    with pytest.raises(csim.CsimError, match="token"):
+        m.lib.call(bad, m.mem.resolve)
+
+
+def test_missing_library_says_make_csim(tmp_path):
+    with pytest.raises(csim.CsimError, match="make csim"):
+        csim.Csim(str(tmp_path / "nope.so"))
+
+
+# ----------------------------------------------------------------------------------------------
+# register map and layout
+# ----------------------------------------------------------------------------------------------
+
+def test_register_header_matches_pragmas():
+    src = open(KERNEL_CPP).read()
+    pragmas = dict(re.findall(r"#pragma HLS INTERFACE s_axilite port=(\w+) offset=(0x[0-9a-fA-F]+)", src))
+    names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
+             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "w0": "W0_ADDR", "w1": "W1_ADDR",
+             "w2": "W2_ADDR", "w3": "W3_ADDR"}
+    assert set(pragmas) == set(names)
+    for port, reg in names.items():
+        assert int(pragmas[port], 16) == csim.REG[reg], port
+    # every top-level argument has an INTERFACE pragma; no two registers overlap
+    offs = sorted((v, k) for k, v in csim.REG.items() if k not in ("SPAN",))
+    ends = [(o + (8 if k.endswith("_ADDR") else 4), k) for o, k in offs]
+    for (o, k), (e_prev, kp) in zip(offs[1:], ends[:-1]):
+        assert o >= e_prev, (kp, k)
+    assert ends[-1][0] <= csim.REG_SPAN
+
+
+@pytest.mark.parametrize("d,inter,vocab", [(70, 150, 37), (1024, 2816, 32000), (2048, 5632, 32000), (48, 128, 101)])
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_layout_python_equals_cpp(csim_build, d, inter, vocab, packing):
+    lib = csim.load()
+    lay = csim.layer_layout(d, inter, packing)
+    pc = csim.PACKING_CODE[packing]
+    assert lay["bytes"] == lib.layer_blob_bytes(d, inter, packing)
+    assert lay["params"] == lib.lib.mmfree_layer_params_offset(d, inter, pc)
+    for i, p in enumerate(csim.PROJ):
+        assert lay["codes"][p][0] == lib.lib.mmfree_layer_codes_offset(i, d, inter, pc)
+    for i, v in enumerate(csim.LAYER_VECS):
+        assert lay["vec"][v] == lib.lib.mmfree_layer_vec_index(i, d, inter)
+    hl = csim.head_layout(d, vocab, packing)
+    assert hl["bytes"] == lib.head_blob_bytes(d, vocab, packing)
+    assert hl["params"] == lib.lib.mmfree_head_params_offset(d, vocab, pc)
+    assert csim.vec_bytes(d) == lib.lib.mmfree_vec_bytes(d)
+    assert lay["params"] % 16 == 0 and hl["params"] % 16 == 0
+
+
+def test_base3_lut_equals_packed_format():
+    from mmfree import packed as pk
+    text = open(os.path.join(ROOT, "hls", "include", "mmfree_matvec.h")).read()
+    body = text[text.index("BASE3_LUT[256] = {"):]
+    vals = [int(v, 16) for v in re.findall(r"0x[0-9a-f]{3}", body[:body.index("};")])]
+    assert len(vals) == 256
+    lut = pk.base3_lut()
+    for b in range(256):
+        codes = [((vals[b] >> (2 * j)) & 3) for j in range(5)]
+        assert [c - 4 if c & 2 else c for c in codes] == list(lut[b]), b
+
+
+def test_numerics_constants_equal_header():
+    from mmfree import numerics as nx
+    text = open(os.path.join(ROOT, "hls", "include", "mmfree_numerics.h")).read()
+
+    def const(name):
+        return np.float32(re.search(rf"\b{name}\s*=\s*([0-9.e+-]+)f?;", text).group(1).rstrip("f"))
+
+    assert int(re.search(r"VEC_LANES = (\d+);", text).group(1)) == nx.VEC_LANES
+    assert const("EPS") == nx.EPS and const("QMAX") == nx.QMAX and const("SIG_CLAMP") == nx.SIG_CLAMP
+    assert const("LOG2E") == nx.LOG2E
+    for i, c in enumerate(nx.EXP2_POLY):
+        assert const(f"EXP2_C{i}") == c
