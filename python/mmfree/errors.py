@@ -11,3 +11,19 @@ class FormatError(MMFreeError):
 
 class ConfigError(MMFreeError):
     """A model configuration that mmfree cannot run (unsupported option, shapes that do not fit)."""
+
+
+class DeviceError(MMFreeError):
+    """The accelerator (board or emulated overlay) failed: bus error, bad state, missing IP."""
+
+
+class KernelTimeout(DeviceError):
+    """A kernel call did not finish in time; the message names the op and the layer."""
+
+
+class BusError(DeviceError):
+    """A kernel address register pointed outside every buffer (what a DECERR is on the board)."""
+
+
+class ModelTooLarge(ConfigError):
+    """A model does not fit the overlay's compiled maxima or the board's CMA memory."""

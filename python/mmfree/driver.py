@@ -1,0 +1,549 @@
+"""Board driver of ``mmfree_kernel`` on the pynq API (pynq 3.0.1, 3.1 and 4.0), also run by the emulator.
+
+    from mmfree.driver import Accelerator, open_board
+    acc = open_board("model.safetensors", bitfile="mmfree.bit")   # pynq.Overlay + Accelerator
+    logits = acc.prefill([1, 2, 3])       # float32 [V] for the last prompt token
+    logits = acc.step(token)              # one decode step; state kept on the device
+    acc.reset()                           # zero the recurrent state between prompts
+
+Pieces:
+
+- ``MMFreeKernel``: the IP driver (a ``pynq.DefaultIP`` subclass bound by VLNV through ``bindto``
+  when pynq is present; the same class over the emulator's register file, ``mmfree.emu``). Register
+  writes go through ``self.mmio.read/write`` (one 32-bit word each; 64-bit addresses as two words,
+  low word first), completion is polled on ap_done/ap_idle with a timeout. No ``.call()`` (gone on
+  embedded boards since pynq 3.1).
+- ``REGISTERS``: the register map, kept here because hls/ is not installed on a board;
+  tests/test_driver.py checks it against hls/include/mmfree_regs.h and the HLS INTERFACE pragmas.
+- ``Accelerator``: loads a packed model once into contiguous ``allocate`` buffers (one blob per
+  layer, a head blob, the embeddings; x, the recurrent state and the logits in their own buffers),
+  checks first that it fits the overlay's compiled maxima and the CMA memory, and schedules each
+  token: EMBED, L x LAYER, HEAD.
+
+pynq is imported only where it is needed: when already imported, on a board (an FPGA manager is
+present), or with ``MMFREE_PYNQ=1``; ``MMFREE_PYNQ=0`` never imports it.
+"""
+
+import json
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import BusError, ConfigError, DeviceError, KernelTimeout, ModelTooLarge
+
+VLNV = "xilinx.com:hls:mmfree_kernel:1.0"
+VLNV_PREFIX = "xilinx.com:hls:mmfree_kernel:"
+
+# ---------------------------------------------------------------------------------------------
+# register map (hls/include/mmfree_regs.h, version 1)
+# ---------------------------------------------------------------------------------------------
+REGS_VERSION = 1
+REGISTERS: Dict[str, int] = {
+    "CTRL": 0x00, "GIE": 0x04, "IER": 0x08, "ISR": 0x0C,
+    "OP": 0x10, "D": 0x18, "INTER": 0x20, "VOCAB": 0x28, "PACKING": 0x30, "TOKEN": 0x38,
+    "X_ADDR": 0x40, "H_ADDR": 0x4C, "EMB_ADDR": 0x58, "OUT_ADDR": 0x64,
+    "W0_ADDR": 0x70, "W1_ADDR": 0x7C, "W2_ADDR": 0x88, "W3_ADDR": 0x94,
+}
+REG_SPAN = 0xA0
+MAX_WEIGHT_PORT_REGS = 4
+AP_START, AP_DONE, AP_IDLE, AP_READY = 0x1, 0x2, 0x4, 0x8
+OP_EMBED, OP_LAYER, OP_HEAD = 0, 1, 2
+OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD"}
+PACKING_CODE = {"2bit": 0, "base3": 1}
+
+# ---------------------------------------------------------------------------------------------
+# DDR layout (hls/include/mmfree_layout.h; tests check it against python/mmfree/csim.py)
+# ---------------------------------------------------------------------------------------------
+WORD_BYTES = 16
+N_ALPHA = 8
+PROJ = ("i", "f", "g", "o", "gate_up", "down")
+LAYER_VECS = ("attn_norm", "mlp_norm", "g_norm", "lower_bound", "gain_i", "gain_f", "gain_g", "gain_o",
+              "gain_gate_up", "gain_down")
+PAGE = 4096
+MIN_BO_BYTES = 8192  # XRT allocates at least 8 KiB per buffer (pynq >= 3.1)
+
+
+def pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+def row_bytes(k: int, packing: str) -> int:
+    cpw = WORD_BYTES * (5 if packing == "base3" else 4)
+    return -(-k // cpw) * WORD_BYTES
+
+
+def layer_layout(d: int, inter: int, packing: str) -> dict:
+    """{"codes": {proj: (offset, rows, row_bytes)}, "params": byte offset, "vec": {name: float index},
+    "floats": params floats, "bytes": blob bytes} of one layer blob."""
+    codes, off = {}, 0
+    for p in PROJ:
+        rows = 2 * inter if p == "gate_up" else d
+        rb = row_bytes(inter if p == "down" else d, packing)
+        codes[p] = (off, rows, rb)
+        off += rows * rb
+    vec, idx = {}, N_ALPHA
+    for v in LAYER_VECS:
+        vec[v] = idx
+        idx += pad4(inter if v == "gain_down" else d)
+    return {"codes": codes, "params": off, "vec": vec, "floats": idx, "bytes": off + 4 * idx}
+
+
+def head_layout(d: int, vocab: int, packing: str) -> dict:
+    off = vocab * row_bytes(d, packing)
+    vec = {"final_norm": N_ALPHA, "gain": N_ALPHA + pad4(d)}
+    floats = N_ALPHA + 2 * pad4(d)
+    return {"codes": (0, vocab, row_bytes(d, packing)), "params": off, "vec": vec, "floats": floats,
+            "bytes": off + 4 * floats}
+
+
+def fill_layer_blob(blob: np.ndarray, model, li: int) -> None:
+    """Write layer li of a packed model into ``blob`` (uint8, layer_layout()["bytes"] long), in place."""
+    cfg = model.config
+    lay = layer_layout(cfg.hidden_size, cfg.intermediate_size, model.packing)
+    t, p = model.tensor, f"layers.{li}."
+    for proj, (off, rows, rb) in lay["codes"].items():
+        blob[off:off + rows * rb] = np.asarray(t(p + proj + ".codes"), np.uint8).reshape(-1)
+    prm = np.zeros(lay["floats"], np.float32)
+    for i, proj in enumerate(PROJ):
+        prm[i] = np.float32(t(p + proj + ".alpha")[0])
+    src = {"attn_norm": p + "attn_norm", "mlp_norm": p + "mlp_norm", "g_norm": p + "g_norm"}
+    src.update({"gain_" + q: p + q + ".gain" for q in PROJ})
+    for v, idx in lay["vec"].items():
+        a = np.asarray(t("lower_bounds")[li] if v == "lower_bound" else t(src[v]), np.float32)
+        prm[idx:idx + a.size] = a
+    blob[lay["params"]:lay["bytes"]] = prm.view(np.uint8)
+
+
+def fill_head_blob(blob: np.ndarray, model) -> None:
+    cfg = model.config
+    lay = head_layout(cfg.hidden_size, cfg.vocab_size, model.packing)
+    c = np.asarray(model.tensor("lm_head.codes"), np.uint8).reshape(-1)
+    blob[:c.size] = c
+    blob[c.size:lay["params"]] = 0
+    prm = np.zeros(lay["floats"], np.float32)
+    prm[0] = np.float32(model.tensor("lm_head.alpha")[0])
+    for v, name in (("final_norm", "final_norm"), ("gain", "lm_head.gain")):
+        a = np.asarray(model.tensor(name), np.float32)
+        prm[lay["vec"][v]:lay["vec"][v] + a.size] = a
+    blob[lay["params"]:lay["bytes"]] = prm.view(np.uint8)
+
+
+def buffer_plan(cfg, packing: str) -> List[tuple]:
+    """[(name, shape, dtype, nbytes)] of every buffer the Accelerator allocates for a model."""
+    d, inter, vocab, n = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_hidden_layers
+    lb = layer_layout(d, inter, packing)["bytes"]
+    hb = head_layout(d, vocab, packing)["bytes"]
+    plan = [("embeddings", (vocab, d), np.uint16, 2 * vocab * d)]
+    plan += [(f"layer{li}", (lb,), np.uint8, lb) for li in range(n)]
+    plan += [("head", (hb,), np.uint8, hb),
+             ("x", (pad4(d),), np.float32, 4 * pad4(d)),
+             ("h", (n, pad4(d)), np.float32, 4 * n * pad4(d)),
+             ("logits", (pad4(vocab),), np.float32, 4 * pad4(vocab))]
+    return plan
+
+
+def cma_footprint(nbytes: int) -> int:
+    """CMA bytes one buffer of nbytes takes (whole pages, at least 8 KiB)."""
+    return max(MIN_BO_BYTES, -(-nbytes // PAGE) * PAGE)
+
+
+# ---------------------------------------------------------------------------------------------
+# boards
+# ---------------------------------------------------------------------------------------------
+BOARDS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "boards.json")
+_BOARD_ALIASES = {"kv260": "kv260", "kria": "kv260", "k26": "kv260", "zcu104": "zcu104",
+                  "pynq-z2": "pynq-z2", "pynqz2": "pynq-z2", "pynq_z2": "pynq-z2"}
+
+
+def boards() -> dict:
+    with open(BOARDS_JSON, "r", encoding="utf-8") as f:
+        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+
+
+def board_params(board: str) -> dict:
+    b = boards()
+    key = _BOARD_ALIASES.get(board.lower(), board.lower())
+    if key not in b:
+        raise ConfigError(f"unknown board {board!r}; boards.json knows {', '.join(sorted(b))}")
+    return dict(b[key], name=key)
+
+
+def detect_board() -> Optional[str]:
+    """The board this runs on (env MMFREE_BOARD, then the PYNQ image's BOARD), or None."""
+    for var in ("MMFREE_BOARD", "BOARD"):
+        v = os.environ.get(var, "").strip().lower()
+        if v and _BOARD_ALIASES.get(v, v) in boards():
+            return _BOARD_ALIASES.get(v, v)
+    return None
+
+
+def on_board() -> bool:
+    """True on a Zynq board that runs Linux with an FPGA manager (where pynq can drive the PL)."""
+    return os.path.exists("/sys/class/fpga_manager/fpga0") or os.path.exists("/proc/device-tree/chosen/pynq_board")
+
+
+def pynq_available() -> bool:
+    import importlib.util
+    return os.environ.get("MMFREE_PYNQ") != "0" and importlib.util.find_spec("pynq") is not None
+
+
+# ---------------------------------------------------------------------------------------------
+# the IP driver
+# ---------------------------------------------------------------------------------------------
+class _IPBase:
+    """Stand-in for pynq.DefaultIP where pynq is not imported: register access through
+    ``description["mmio"]`` (the emulator's register file)."""
+
+    def __init__(self, description):
+        self.description = description
+        self.mmio = description["mmio"]
+        self.fullpath = description.get("fullpath", "mmfree_kernel_0")
+
+    def read(self, offset=0):
+        return self.mmio.read(offset)
+
+    def write(self, offset, value):
+        self.mmio.write(offset, value)
+
+
+def _want_pynq() -> bool:
+    flag = os.environ.get("MMFREE_PYNQ")
+    if flag == "0":
+        return False
+    return flag == "1" or "pynq" in sys.modules or on_board()
+
+
+_Base = _IPBase
+HAVE_PYNQ = False
+if _want_pynq():
+    try:
+        from pynq import DefaultIP as _Base  # noqa: F811
+        HAVE_PYNQ = True
+    except Exception:  # pynq absent or broken off-board: the driver still works over the emulator
+        _Base = _IPBase
+
+
+class MMFreeKernel(_Base):
+    """Driver of one ``mmfree_kernel`` IP. Bound by VLNV on pynq; built by mmfree.emu over its
+    register file (a description with an ``mmio`` entry)."""
+
+    bindto = [VLNV]
+
+    def __init__(self, description):
+        if isinstance(description, dict) and description.get("mmio") is not None and _Base is not _IPBase:
+            _IPBase.__init__(self, description)  # emulated IP under an imported pynq: no pynq.MMIO
+        else:
+            super().__init__(description)
+        self._shadow: Dict[int, int] = {}
+        self.calls = 0
+
+    # ------------------------------------------------------------------ registers
+    def write_reg(self, name: str, value: int, cached: bool = True) -> None:
+        """One 32-bit register. With ``cached``, skip the write if the value is already there."""
+        off = REGISTERS[name]
+        v = int(value)
+        if not 0 <= v <= 0xFFFFFFFF:
+            raise ValueError(f"register {name}: {v:#x} does not fit 32 bits")
+        if cached and self._shadow.get(off) == v:
+            return
+        self.mmio.write(off, v)
+        self._shadow[off] = v
+
+    def write_addr(self, name: str, addr: int) -> None:
+        """A 64-bit address register: low word at its offset, high word at offset + 4."""
+        off = REGISTERS[name]
+        a = int(addr)
+        if a < 0 or a >= 1 << 64:
+            raise ValueError(f"register {name}: address {a:#x} is not a 64-bit address")
+        for o, v in ((off, a & 0xFFFFFFFF), (off + 4, a >> 32)):
+            if self._shadow.get(o) != v:
+                self.mmio.write(o, v)
+                self._shadow[o] = v
+
+    def read_reg(self, name: str) -> int:
+        return int(self.mmio.read(REGISTERS[name]))
+
+    def forget_registers(self) -> None:
+        """Drop the shadow copy (after an overlay reload: every register is written again)."""
+        self._shadow.clear()
+
+    def ctrl(self) -> int:
+        """CTRL (reading it clears ap_done on the hardware)."""
+        return int(self.mmio.read(0))
+
+    # ------------------------------------------------------------------ control
+    def start(self) -> None:
+        self.mmio.write(REGISTERS["CTRL"], AP_START)
+        self.calls += 1
+
+    def wait(self, timeout_s: float = 5.0, what: str = "call") -> None:
+        """Poll CTRL until the call is finished (ap_done, or ap_idle with ap_start taken)."""
+        read = self.mmio.read
+        ctrl = int(read(0))
+        if ctrl & AP_DONE or (ctrl & AP_IDLE and not ctrl & AP_START):
+            return
+        deadline = time.monotonic() + timeout_s
+        while True:
+            ctrl = int(read(0))
+            if ctrl & AP_DONE or (ctrl & AP_IDLE and not ctrl & AP_START):
+                return
+            if time.monotonic() > deadline:
+                state = "ap_start never taken" if ctrl & AP_START else "ap_idle never set"
+                raise KernelTimeout(f"mmfree_kernel timed out after {timeout_s:g} s on {what} (CTRL={ctrl:#x}: "
+                                    f"{state}); the kernel is hung: reload the overlay before the next run")
+
+    def check_idle(self) -> None:
+        ctrl = self.ctrl()
+        if not ctrl & AP_IDLE:
+            raise DeviceError(f"mmfree_kernel is not idle (CTRL={ctrl:#x}) before the first call: a previous "
+                              "run hung or is still running; reload the overlay")
+
+
+# ---------------------------------------------------------------------------------------------
+# the accelerator: model in buffers, token schedule
+# ---------------------------------------------------------------------------------------------
+def _phys(buf) -> int:
+    addr = getattr(buf, "device_address", None)
+    if addr is None:
+        addr = buf.physical_address
+    return int(addr)
+
+
+def find_kernel(overlay):
+    """The mmfree_kernel IP object of an overlay (by VLNV in ip_dict), as an MMFreeKernel."""
+    for name, desc in overlay.ip_dict.items():
+        if str(desc.get("type", "")).startswith(VLNV_PREFIX):
+            ip = overlay
+            try:
+                for part in name.split("/"):
+                    ip = getattr(ip, part)
+            except AttributeError:
+                ip = None
+            if isinstance(ip, MMFreeKernel):
+                return ip
+            # bound to DefaultIP (driver imported after the Overlay was made): rebind over the same registers
+            return MMFreeKernel(desc)
+    types = sorted({str(d.get("type")) for d in overlay.ip_dict.values()})
+    raise DeviceError(f"the overlay has no {VLNV_PREFIX}* IP (it has: {', '.join(types) or 'no IP'})")
+
+
+def overlay_limits(overlay=None, board: Optional[str] = None) -> dict:
+    """Compiled maxima and weight ports: the overlay's own (the emulator knows its build), else boards.json."""
+    own = getattr(overlay, "mmfree_limits", None) if overlay is not None else None
+    if own:
+        return dict(own)
+    b = board_params(board or detect_board() or "kv260")
+    return {k: b[k] for k in ("max_d", "max_inter", "max_vocab", "max_layers", "weight_ports")}
+
+
+def cma_available(overlay=None, board: Optional[str] = None) -> int:
+    """CMA bytes for buffers: the overlay's (emulator), /proc/meminfo CmaFree on a board, else boards.json."""
+    own = getattr(overlay, "cma_bytes", None) if overlay is not None else None
+    if own:
+        return int(own)
+    if on_board():
+        try:
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    if line.startswith("CmaFree:"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return int(board_params(board or detect_board() or "kv260")["cma_bytes"])
+
+
+def check_fits(cfg, packing: str, limits: dict, cma_bytes: int) -> int:
+    """Raise ModelTooLarge if the model exceeds the overlay's maxima or the CMA; returns CMA bytes needed."""
+    dims = (("hidden_size", cfg.hidden_size, "max_d"), ("intermediate_size", cfg.intermediate_size, "max_inter"),
+            ("vocab_size", cfg.vocab_size, "max_vocab"), ("num_hidden_layers", cfg.num_hidden_layers, "max_layers"))
+    for what, have, key in dims:
+        if key in limits and have > limits[key]:
+            raise ModelTooLarge(f"model {what}={have} exceeds the overlay's compiled {key}={limits[key]}; "
+                                "this overlay cannot run it (build one for a larger board or use a smaller model)")
+    need = sum(cma_footprint(nb) for _, _, _, nb in buffer_plan(cfg, packing))
+    if need > cma_bytes:
+        raise ModelTooLarge(f"model needs {need / 2**20:.1f} MiB of contiguous (CMA) memory, {cma_bytes / 2**20:.1f} "
+                            "MiB are available; use a smaller model or enlarge CMA (cma= boot argument)")
+    return need
+
+
+class Accelerator:
+    """A packed model loaded on an mmfree overlay (pynq.Overlay or mmfree.emu.Overlay)."""
+
+    def __init__(self, overlay, model, board: Optional[str] = None, limits: Optional[dict] = None,
+                 cma_bytes: Optional[int] = None, timeout_s: float = 5.0, allocate=None, cacheable: bool = True):
+        from . import packed as pk
+
+        self.packed = model if isinstance(model, pk.PackedModel) else pk.load(model)
+        cfg = self.config = self.packed.config
+        self.d, self.inter, self.vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+        self.n_layers = cfg.num_hidden_layers
+        self.overlay, self.timeout_s = overlay, timeout_s
+        self.limits = dict(limits) if limits else overlay_limits(overlay, board)
+        self.cma_bytes = int(cma_bytes) if cma_bytes else cma_available(overlay, board)
+        self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes)
+        self.ports = int(self.limits.get("weight_ports", MAX_WEIGHT_PORT_REGS))
+        self.ip = find_kernel(overlay)
+        self.ip.check_idle()
+        if allocate is None:
+            allocate = getattr(overlay, "allocate", None)
+        if allocate is None:
+            from pynq import allocate
+        self._allocate = allocate
+        self.buffers: List = []
+        try:
+            self._load(cacheable)
+        except Exception:
+            self.close()
+            raise
+        self.tokens = 0
+
+    # ------------------------------------------------------------------ loading
+    def _alloc(self, shape, dtype, cacheable):
+        try:
+            buf = self._allocate(shape=shape, dtype=dtype, cacheable=cacheable)
+        except TypeError:  # an allocator without the cacheable keyword
+            buf = self._allocate(shape=shape, dtype=dtype)
+        self.buffers.append(buf)
+        return buf
+
+    def _load(self, cacheable):
+        m, cfg = self.packed, self.config
+        plan = {name: (shape, dt) for name, shape, dt, _ in buffer_plan(cfg, m.packing)}
+        self.emb = self._alloc(*plan["embeddings"], cacheable)
+        self.emb[:] = np.asarray(m.tensor("embeddings"), np.uint16)
+        self.blobs = []
+        for li in range(self.n_layers):
+            b = self._alloc(*plan[f"layer{li}"], cacheable)
+            fill_layer_blob(b, m, li)
+            self.blobs.append(b)
+        self.head = self._alloc(*plan["head"], cacheable)
+        fill_head_blob(self.head, m)
+        self.x = self._alloc(*plan["x"], cacheable)
+        self.h = self._alloc(*plan["h"], cacheable)
+        self.out = self._alloc(*plan["logits"], cacheable)
+        self.x[:] = 0
+        self.h[:] = 0
+        self.out[:] = 0
+        for b in self.buffers:
+            b.flush()
+        self.blob_addr = [_phys(b) for b in self.blobs]
+        self.head_addr = _phys(self.head)
+        h0, hstride = _phys(self.h), 4 * pad4(self.d)
+        self.h_addr = [h0 + li * hstride for li in range(self.n_layers)]
+        self._write_constants()
+
+    def _write_constants(self):
+        ip = self.ip
+        ip.forget_registers()
+        ip.write_reg("D", self.d)
+        ip.write_reg("INTER", self.inter)
+        ip.write_reg("VOCAB", self.vocab)
+        ip.write_reg("PACKING", PACKING_CODE[self.packed.packing])
+        ip.write_addr("X_ADDR", _phys(self.x))
+        ip.write_addr("EMB_ADDR", _phys(self.emb))
+        ip.write_addr("OUT_ADDR", _phys(self.out))
+
+    # ------------------------------------------------------------------ per token
+    def _run(self, op: int, what: str, weights: Optional[int] = None, h: Optional[int] = None,
+             token: Optional[int] = None):
+        ip = self.ip
+        ip.write_reg("OP", op)
+        if token is not None:
+            ip.write_reg("TOKEN", token)
+        if h is not None:
+            ip.write_addr("H_ADDR", h)
+        if weights is not None:
+            for p in range(self.ports):
+                ip.write_addr(f"W{p}_ADDR", weights)
+        ip.start()
+        ip.wait(self.timeout_s, what)
+
+    def _body(self, token: int):
+        t = int(token)
+        if not 0 <= t < self.vocab:
+            raise ConfigError(f"token id {t} outside the model's vocabulary 0..{self.vocab - 1}")
+        n = self.tokens
+        self._run(OP_EMBED, f"op EMBED (token #{n}, id {t})", token=t)
+        for li in range(self.n_layers):
+            self._run(OP_LAYER, f"op LAYER (layer {li} of {self.n_layers}, token #{n})",
+                      weights=self.blob_addr[li], h=self.h_addr[li])
+        self.tokens += 1
+
+    def _head(self) -> np.ndarray:
+        self._run(OP_HEAD, f"op HEAD (token #{self.tokens - 1})", weights=self.head_addr)
+        self.out.invalidate()
+        return np.array(self.out[:self.vocab], dtype=np.float32)
+
+    def step(self, token: int) -> np.ndarray:
+        """One token through EMBED, every LAYER and HEAD: logits float32 [V]."""
+        self._body(token)
+        return self._head()
+
+    def prefill(self, ids: Sequence[int]) -> np.ndarray:
+        """Prompt tokens one by one (HEAD only after the last): logits [V] of the last token."""
+        ids = [int(i) for i in ids]
+        if not ids:
+            raise ConfigError("empty prompt")
+        for t in ids:
+            self._body(t)
+        return self._head()
+
+    def reset(self) -> None:
+        """Zero the recurrent state (between prompts)."""
+        self.h[:] = 0
+        self.h.flush()
+        self.tokens = 0
+
+    def state(self) -> np.ndarray:
+        """The recurrent state [L, d] (a copy, after invalidating)."""
+        self.h.invalidate()
+        return np.array(self.h[:, :self.d])
+
+    def close(self) -> None:
+        for b in self.buffers:
+            try:
+                b.freebuffer()
+            except Exception:
+                pass
+        self.buffers = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def default_bitfile(board: str) -> Optional[str]:
+    """overlay/<board>/mmfree.bit of a source tree, or the package's overlays/<board>/mmfree.bit."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for p in (os.path.join(here, "overlays", board, "mmfree.bit"),
+              os.path.join(os.path.dirname(os.path.dirname(here)), "overlay", board, "mmfree.bit")):
+        if os.path.exists(p):
+            return p
+    return None
+
+
+def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None, **kw) -> Accelerator:
+    """Load the overlay with pynq (this driver bound by VLNV) and the model onto it."""
+    board = board or detect_board() or "kv260"
+    bitfile = bitfile or default_bitfile(board)
+    if not bitfile:
+        raise DeviceError(f"no overlay bitstream for board {board!r}: pass --overlay PATH/mmfree.bit")
+    try:
+        import pynq
+    except ImportError:
+        raise DeviceError("the pynq backend needs the pynq package (on the board); use --backend emu") from None
+    if not issubclass(MMFreeKernel, pynq.DefaultIP):
+        raise DeviceError("mmfree.driver was imported before pynq off-board; set MMFREE_PYNQ=1 to bind the driver")
+    ol = pynq.Overlay(bitfile)
+    return Accelerator(ol, model, board=board, **kw)
+
+
+__all__ = ["VLNV", "REGISTERS", "MMFreeKernel", "Accelerator", "open_board", "find_kernel", "check_fits",
+           "buffer_plan", "layer_layout", "head_layout", "fill_layer_blob", "fill_head_blob", "board_params",
+           "BusError"]
