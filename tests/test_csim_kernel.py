@@ -193,6 +193,17 @@ def test_testbench_all_ops_shapes_packings(vectors):
     assert f"{len(files)} passed, 0 failed" in r.stdout
 
 
+def test_testbench_pynq_z2_two_64bit_ports(vectors):
+    """The same vectors through a build for PYNQ-Z2 (2 weight ports x 64 bits: two beats per row word)."""
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "tb", "BOARD=pynq-z2", f"PY={sys.executable}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s200", "base3")) for f, _ in vectors[key]]
+    r = run_tb(files, tb=os.path.join(ROOT, "build", "csim", "pynq-z2", "tb_mmfree"))
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert "2 weight ports x 64 bits" in r.stdout
+
+
 def _bitflip_file(src, dst, packing, path):
     """Copy a layer vector file with one weight of layers.0.i flipped where its activation is nonzero."""
     with open(src, "rb") as f:

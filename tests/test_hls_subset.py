@@ -1,0 +1,191 @@
+"""The synthesizable HLS sources stay inside what Vitis HLS synthesizes.
+
+Checked over hls/include/*.h and hls/mmfree_kernel/*.{h,cpp} with C-simulation-only regions
+(#ifndef __SYNTHESIS__ ... #else/#endif) removed: no dynamic allocation, recursion, STL
+containers, unbounded loops or libm calls; every top-level argument of mmfree_kernel has an
+INTERFACE pragma; every pipelined loop with a run-time bound has a LOOP_TRIPCOUNT.
+"""
+
+import glob
+import os
+import re
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SOURCES = sorted(glob.glob(os.path.join(ROOT, "hls", "include", "*.h")) +
+                 glob.glob(os.path.join(ROOT, "hls", "mmfree_kernel", "*.h")) +
+                 glob.glob(os.path.join(ROOT, "hls", "mmfree_kernel", "*.cpp")))
+TOP = os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.cpp")
+
+LIBM = r"\b(?<!hls::)(?:std::)?(sqrtf?|expf?|exp2f?|logf?|log2f?|log10f?|powf?|tanhf?|sinf?|cosf?|tanf?|floorf?|ceilf?|fabsf?|roundf?|truncf?|fmodf?|erff?)\s*\("
+STL = r"\bstd::(vector|map|unordered_map|set|unordered_set|list|deque|string|queue|stack|array|function|shared_ptr|unique_ptr)\b|#include\s*<(vector|map|list|deque|string|set|unordered_map|memory|functional)>"
+ALLOC = r"\bnew\s+[\w:<>]+|\bdelete\b|\b(malloc|calloc|realloc|free)\s*\("
+
+
+def strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", lambda m: "\n" * m.group(0).count("\n"), text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def synthesis_view(text):
+    """Drop #ifndef __SYNTHESIS__ branches (keep their #else), keep #ifdef __SYNTHESIS__ branches."""
+    out, stack = [], []  # stack of (kind, keep)
+    for line in strip_comments(text).split("\n"):
+        s = line.strip()
+        keep = all(k for _, k in stack)
+        if re.match(r"#\s*ifndef\s+__SYNTHESIS__", s):
+            stack.append(("syn", False))
+            continue
+        if re.match(r"#\s*ifdef\s+__SYNTHESIS__", s):
+            stack.append(("syn", True))
+            continue
+        if re.match(r"#\s*if", s):
+            stack.append(("other", True))
+            out.append(line if keep else "")
+            continue
+        if re.match(r"#\s*else", s) and stack:
+            kind, k = stack[-1]
+            if kind == "syn":
+                stack[-1] = (kind, not k)
+                continue
+        if re.match(r"#\s*endif", s) and stack:
+            kind, _ = stack.pop()
+            if kind == "syn":
+                continue
+        out.append(line if keep else "")
+    return "\n".join(out)
+
+
+def functions(text):
+    """{name: body} of function definitions (brace-matched)."""
+    out = {}
+    for m in re.finditer(r"\b(\w+)\s*\([^;{}()]*(?:\([^()]*\)[^;{}()]*)*\)\s*(?:const\s*)?\{", text):
+        name = m.group(1)
+        if name in ("if", "for", "while", "switch", "return", "sizeof"):
+            continue
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        out.setdefault(name, text[m.end():i])
+    return out
+
+
+def violations(text, top=False):
+    v = []
+    syn = synthesis_view(text)
+    for pat, what in ((ALLOC, "dynamic allocation"), (STL, "STL container"), (LIBM, "libm call")):
+        for m in re.finditer(pat, syn):
+            v.append(f"{what}: {m.group(0)!r}")
+    if re.search(r"#\s*include\s*[<\"](cmath|math\.h)[>\"]", syn):
+        v.append("libm header")
+    for m in re.finditer(r"\bwhile\s*\(([^)]*)\)", syn):
+        if m.group(1).strip() != "0":  # do { } while (0) macros only
+            v.append(f"while loop (unbounded?): {m.group(0)!r}")
+    for m in re.finditer(r"\bfor\s*\(([^;]*);([^;]*);", syn):
+        if not re.search(r"<|>|!=", m.group(2)):
+            v.append(f"for loop without a bound: {m.group(0)!r}")
+    # recursion: any cycle in the call graph of functions defined here
+    fns = functions(syn)
+    calls = {f: {c for c in re.findall(r"\b(\w+)\s*\(", body) if c in fns} for f, body in fns.items()}
+
+    def reach(f, seen):
+        for c in calls[f]:
+            if c not in seen:
+                seen.add(c)
+                reach(c, seen)
+        return seen
+
+    for f in fns:
+        if f in reach(f, set()):
+            v.append(f"recursion through {f}")
+    # pipelined loops with a run-time bound need a LOOP_TRIPCOUNT
+    lines = syn.split("\n")
+    for i, line in enumerate(lines):
+        m = re.search(r"\bfor\s*\([^;]*;\s*\w+\s*(<=|<)\s*([^;]+);", line)
+        if not m:
+            continue
+        body = "\n".join(lines[i + 1:i + 4])
+        if "PIPELINE" in body and not re.fullmatch(r"\s*([A-Z_][A-Z_0-9]*|\d+)\s*", m.group(2)):
+            if "LOOP_TRIPCOUNT" not in body:
+                v.append(f"pipelined loop with run-time bound and no LOOP_TRIPCOUNT: {line.strip()!r}")
+    return v
+
+
+def top_interface_violations(text):
+    v = []
+    syn = synthesis_view(text)
+    m = re.search(r"void\s+mmfree_kernel\s*\(([^{]*)\)\s*\{", syn)
+    assert m, "mmfree_kernel definition not found"
+    params = m.group(1)
+    # the weight-port macros expand to more pointer arguments
+    header = open(os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.h")).read()
+    for macro in re.findall(r"\b(MMFREE_W\w*_PARAMS?)\b", params):
+        d = re.search(rf"#define\s+{macro}\s+(.*)", header)
+        params = params.replace(macro, d.group(1) if d else "")
+    names = [re.findall(r"(\w+)\s*$", p.strip())[0] for p in params.split(",") if p.strip()]
+    pragmas = re.findall(r"#pragma\s+HLS\s+INTERFACE\s+(\w+)\s+port=(\w+)", syn)
+    ports = {p for _, p in pragmas}
+    for n in names:
+        if n not in ports:
+            v.append(f"argument {n} has no INTERFACE pragma")
+    if ("s_axilite", "return") not in pragmas:
+        v.append("no s_axilite INTERFACE for return (ap_ctrl_hs)")
+    for kind, p in pragmas:
+        if kind == "m_axi":
+            line = re.search(rf"INTERFACE\s+m_axi\s+port={p}\b[^\n]*", syn).group(0)
+            for key in ("depth=", "max_read_burst_length=", "offset=slave", "bundle="):
+                if key not in line:
+                    v.append(f"m_axi port {p} lacks {key}")
+    for p in re.findall(r"INTERFACE\s+s_axilite\s+port=(\w+)(?![^\n]*offset=)", syn):
+        if p != "return":
+            v.append(f"s_axilite port {p} has no explicit offset")
+    return names, v
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: os.path.relpath(p, ROOT))
+def test_synthesizable_subset(path):
+    assert violations(open(path).read()) == []
+
+
+def test_top_level_interfaces():
+    names, v = top_interface_violations(open(TOP).read())
+    assert v == []
+    assert {"op", "d", "x", "h", "emb", "out", "w0", "w1", "w2", "w3"} <= set(names)
+
+
+def test_checker_catches_violations():
+    bad = """
+    #include <vector>
+    #include <cmath>
+    int f(int n) { return n ? f(n - 1) : 0; }
+    void g(float *a, int n) {
+        int *p = new int[4];
+        std::vector<int> v;
+        while (n) { n--; }
+        for (int i = 0; i < n; i++) {
+    #pragma HLS PIPELINE II=1
+            a[i] = std::exp(a[i]) + sqrtf(a[i]);
+        }
+        free(p);
+    }
+    """
+    v = " | ".join(violations(bad))
+    for what in ("dynamic allocation", "STL container", "libm call", "libm header", "while loop", "recursion",
+                 "LOOP_TRIPCOUNT"):
+        assert what in v, what
+    ok = """
+    #ifndef __SYNTHESIS__
+    #include <vector>
+    static std::vector<int> trace_only;
+    #endif
+    inline float s(float v) {
+    #ifdef __SYNTHESIS__
+        return hls::sqrtf(v);
+    #else
+        return std::sqrt(v);
+    #endif
+    }
+    """
+    assert violations(ok) == []
