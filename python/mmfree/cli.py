@@ -53,7 +53,19 @@ def _add_info(sub):
     p.set_defaults(func=cmd_info)
 
 
-COMMANDS = [_add_convert, _add_info]
+def cmd_generate(args):
+    from .generate import run_cli
+    return run_cli(args)
+
+
+def _add_generate(sub):
+    from .generate import add_arguments
+    p = sub.add_parser("generate", help="generate text from a packed model on a backend (pynq, emu, golden, torch)")
+    add_arguments(p)
+    p.set_defaults(func=cmd_generate)
+
+
+COMMANDS = [_add_convert, _add_info, _add_generate]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -172,7 +172,15 @@ def board_params(board: str) -> dict:
 
 
 def detect_board() -> Optional[str]:
-    """The board this runs on (env MMFREE_BOARD, then the PYNQ image's BOARD), or None."""
+    """The board this runs on (mmfree.boards.detect_board when present; else env MMFREE_BOARD, then
+    the PYNQ image's BOARD), or None."""
+    try:
+        from . import boards as _b
+        found = _b.detect_board()
+        if found:
+            return found
+    except Exception:  # mmfree.boards absent or older: the environment variables below
+        pass
     for var in ("MMFREE_BOARD", "BOARD"):
         v = os.environ.get(var, "").strip().lower()
         if v and _BOARD_ALIASES.get(v, v) in boards():
@@ -531,7 +539,12 @@ def default_bitfile(board: str) -> Optional[str]:
 def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None, **kw) -> Accelerator:
     """Load the overlay with pynq (this driver bound by VLNV) and the model onto it."""
     board = board or detect_board() or "kv260"
-    bitfile = bitfile or default_bitfile(board)
+    if not bitfile:
+        try:
+            from . import boards as _b
+            bitfile = _b.overlay_path(board)
+        except (ImportError, AttributeError):
+            bitfile = default_bitfile(board)
     if not bitfile:
         raise DeviceError(f"no overlay bitstream for board {board!r}: pass --overlay PATH/mmfree.bit")
     try:
