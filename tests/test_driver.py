@@ -1,0 +1,263 @@
+"""mmfree.driver: register map against the HLS sources, DDR layout against csim.py, the driver
+against the emulated overlay end to end (registers, flush/invalidate), fit checks before anything runs."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import ROOT
+
+BOARD = "kv260"
+REGS_H = os.path.join(ROOT, "hls", "include", "mmfree_regs.h")
+KERNEL_CPP = os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.cpp")
+
+
+@pytest.fixture(scope="session")
+def csim_lib():
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={BOARD}",
+                        f"PY={sys.executable}"], capture_output=True, text=True)
+    if r.returncode:
+        pytest.fail("make csim failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])
+    from mmfree import csim
+    return csim.load(BOARD)
+
+
+def _defines():
+    out = {}
+    for line in open(REGS_H, encoding="utf-8"):
+        m = re.match(r"\s*#define\s+MMFREE_(\w+)\s+(0x[0-9a-fA-F]+|\d+)\b", line)
+        if m:
+            out[m.group(1)] = int(m.group(2), 0)
+    return out
+
+
+def test_register_map_matches_header():
+    from mmfree import driver as drv
+
+    d = _defines()
+    regs = {k[4:]: v for k, v in d.items() if k.startswith("REG_") and k != "REG_SPAN"}
+    assert regs == drv.REGISTERS
+    assert d["REG_SPAN"] == drv.REG_SPAN
+    assert d["REGS_VERSION"] == drv.REGS_VERSION
+    assert d["MAX_WEIGHT_PORT_REGS"] == drv.MAX_WEIGHT_PORT_REGS
+    assert (d["OP_EMBED"], d["OP_LAYER"], d["OP_HEAD"]) == (drv.OP_EMBED, drv.OP_LAYER, drv.OP_HEAD)
+    assert {"2bit": d["PACK_2BIT"], "base3": d["PACK_BASE3"]} == drv.PACKING_CODE
+    # 64-bit address registers: the high word never collides with another register
+    addr = sorted(v for k, v in drv.REGISTERS.items() if k.endswith("_ADDR"))
+    used = sorted(v for k, v in drv.REGISTERS.items() if not k.endswith("_ADDR")) + addr + [a + 4 for a in addr]
+    assert len(used) == len(set(used))
+
+
+def test_register_map_matches_interface_pragmas():
+    from mmfree import driver as drv
+
+    src = open(KERNEL_CPP, encoding="utf-8").read()
+    pragmas = dict((p, int(o, 0)) for p, o in
+                   re.findall(r"#pragma\s+HLS\s+INTERFACE\s+s_axilite\s+port=(\w+)\s+offset=(0x[0-9a-fA-F]+|\d+)", src))
+    names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
+             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR",
+             "w0": "W0_ADDR", "w1": "W1_ADDR", "w2": "W2_ADDR", "w3": "W3_ADDR"}
+    assert set(pragmas) == set(names), sorted(pragmas)
+    for port, off in pragmas.items():
+        assert drv.REGISTERS[names[port]] == off, port
+
+
+def test_vlnv_and_bindto():
+    from mmfree import driver as drv
+
+    assert drv.MMFreeKernel.bindto == ["xilinx.com:hls:mmfree_kernel:1.0"]
+    src = open(KERNEL_CPP, encoding="utf-8").read()
+    assert drv.VLNV in src
+
+
+@pytest.mark.parametrize("shape,packing", [("odd", "2bit"), ("wide", "base3"), ("tiny", "base3")])
+def test_layout_and_blobs_match_csim(csim_lib, packed_cache, shape, packing):
+    from mmfree import csim
+    from mmfree import driver as drv
+    from mmfree import packed as pk
+
+    _, path = packed_cache(shape, packing)
+    m = pk.load(path)
+    c = m.config
+    d, inter, v = c.hidden_size, c.intermediate_size, c.vocab_size
+    assert drv.layer_layout(d, inter, packing) == csim.layer_layout(d, inter, packing)
+    assert drv.head_layout(d, v, packing) == csim.head_layout(d, v, packing)
+    assert drv.layer_layout(d, inter, packing)["bytes"] == csim_lib.layer_blob_bytes(d, inter, packing)
+    assert drv.head_layout(d, v, packing)["bytes"] == csim_lib.head_blob_bytes(d, v, packing)
+    for li in range(c.num_hidden_layers):
+        blob = np.full(drv.layer_layout(d, inter, packing)["bytes"], 0xAB, np.uint8)
+        drv.fill_layer_blob(blob, m, li)
+        assert np.array_equal(blob, csim.pack_layer_blob(m, li))
+    head = np.full(drv.head_layout(d, v, packing)["bytes"], 0xAB, np.uint8)
+    drv.fill_head_blob(head, m)
+    assert np.array_equal(head, csim.pack_head_blob(m))
+
+
+def test_driver_end_to_end_registers_and_cache_ops(csim_lib, packed_cache):
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.golden import GoldenModel
+
+    _, path = packed_cache("wide", "2bit")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib)
+    regs = ol.registers
+    regs.record = True
+    acc = drv.Accelerator(ol, path)
+    L = acc.n_layers
+    n_buf = L + 5  # embeddings, L blobs, head, x, h, logits
+    assert ol.memory.buffers() == n_buf
+    assert ol.flushes == n_buf and ol.invalidates == 0          # every buffer flushed once after loading
+    init = dict(regs.writes)
+    R = drv.REGISTERS
+    # 64-bit addresses as two 32-bit words, low word first
+    for name, buf in (("X_ADDR", acc.x), ("EMB_ADDR", acc.emb), ("OUT_ADDR", acc.out)):
+        assert init[R[name]] == buf.physical_address & 0xFFFFFFFF
+        assert init[R[name] + 4] == buf.physical_address >> 32
+    assert init[R["D"]] == acc.d and init[R["INTER"]] == acc.inter and init[R["VOCAB"]] == acc.vocab
+    assert init[R["PACKING"]] == 0
+    regs.writes.clear()
+
+    g = GoldenModel(path)
+    assert np.array_equal(acc.step(7), g.step(7))
+    ops = [v for off, v in regs.writes if off == R["OP"]]
+    assert ops == [drv.OP_EMBED, drv.OP_LAYER, drv.OP_HEAD]   # OP is only rewritten when it changes
+    starts = [v for off, v in regs.writes if off == R["CTRL"]]
+    assert starts == [drv.AP_START] * (L + 2)
+    assert regs.ops == {drv.OP_EMBED: 1, drv.OP_LAYER: L, drv.OP_HEAD: 1}
+    h_lo = [v for off, v in regs.writes if off == R["H_ADDR"]]
+    assert h_lo == [(acc.h.physical_address + li * 4 * drv.pad4(acc.d)) & 0xFFFFFFFF for li in range(L)]
+    for p in range(csim_lib.config["ports"]):   # every weight port gets the blob address
+        w = [v for off, v in regs.writes if off == R[f"W{p}_ADDR"]]
+        assert w == [b.physical_address & 0xFFFFFFFF for b in acc.blobs] + [acc.head.physical_address & 0xFFFFFFFF]
+    assert ol.invalidates == 1                   # logits invalidated before reading
+    assert all(v <= 0xFFFFFFFF for _, v in regs.writes)
+
+    # prefill: HEAD only after the last prompt token
+    regs.ops.clear()
+    acc.reset()
+    g.reset()
+    assert ol.flushes == n_buf + 1               # the zeroed state flushed
+    assert np.array_equal(acc.prefill([1, 2, 3]), g.forward([1, 2, 3])[-1])
+    assert regs.ops == {drv.OP_EMBED: 3, drv.OP_LAYER: 3 * L, drv.OP_HEAD: 1}
+    acc.close()
+    assert ol.memory.buffers() == 0
+
+
+def test_token_out_of_vocab(csim_lib, packed_cache):
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.errors import ConfigError
+
+    _, path = packed_cache("tiny", "2bit")
+    acc = drv.Accelerator(emu.Overlay(board=BOARD, lib=csim_lib), path)
+    with pytest.raises(ConfigError, match="vocabulary"):
+        acc.step(acc.vocab)
+
+
+@pytest.mark.parametrize("key,value,what", [("max_d", 64, "hidden_size=96"), ("max_inter", 128, "intermediate_size"),
+                                            ("max_vocab", 500, "vocab_size=515"), ("max_layers", 3, "num_hidden_layers=4")])
+def test_model_beyond_maxima_refused_before_anything(csim_lib, packed_cache, key, value, what):
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.errors import ModelTooLarge
+
+    _, path = packed_cache("wide", "base3")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib)
+    ol.registers.record = True
+    limits = dict(ol.mmfree_limits, **{key: value})
+    with pytest.raises(ModelTooLarge, match=what) as e:
+        drv.Accelerator(ol, path, limits=limits)
+    assert key in str(e.value)
+    assert ol.memory.buffers() == 0 and ol.registers.writes == [] and ol.registers.starts == 0
+
+
+def test_overlay_maxima_from_emu_and_boards(csim_lib, packed_cache):
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.errors import ModelTooLarge
+
+    ol = emu.Overlay(board=BOARD, lib=csim_lib, max_layers=2)   # the emulator reports its build's maxima
+    _, path = packed_cache("odd", "2bit")                       # 3 layers
+    with pytest.raises(ModelTooLarge, match="max_layers=2"):
+        drv.Accelerator(ol, path)
+    lim = drv.overlay_limits(None, "pynq-z2")
+    assert lim == {"max_d": 1024, "max_inter": 2816, "max_vocab": 32000, "max_layers": 24, "weight_ports": 2}
+    big = drv.board_params("kv260")
+    assert ol.mmfree_limits["max_d"] == big["max_d"] and ol.mmfree_limits["weight_ports"] == big["weight_ports"]
+
+
+def test_model_too_big_for_cma_refused(csim_lib, packed_cache):
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.errors import ModelTooLarge
+
+    _, path = packed_cache("odd", "base3")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib, cma_bytes=256 * 1024)
+    with pytest.raises(ModelTooLarge, match="CMA") as e:
+        drv.Accelerator(ol, path)
+    assert "MiB" in str(e.value)
+    assert ol.memory.buffers() == 0 and ol.registers.starts == 0
+
+
+def test_check_fits_370m_on_boards():
+    """370M in base-3 fits a KV260's CMA; 2.7B is beyond the PYNQ-Z2 overlay (no file needed)."""
+    from mmfree import driver as drv
+    from mmfree.config import HGRNBitConfig
+    from mmfree.errors import ModelTooLarge
+
+    c370 = HGRNBitConfig(hidden_size=1024, num_hidden_layers=24, intermediate_size=2816, vocab_size=32000)
+    need = drv.check_fits(c370, "base3", drv.overlay_limits(None, "kv260"), drv.board_params("kv260")["cma_bytes"])
+    assert 100e6 < need < 200e6
+    c27 = HGRNBitConfig(hidden_size=2560, num_hidden_layers=32, intermediate_size=6912, vocab_size=32000)
+    with pytest.raises(ModelTooLarge, match="max_d=1024"):
+        drv.check_fits(c27, "2bit", drv.overlay_limits(None, "pynq-z2"), 1 << 40)
+    with pytest.raises(ModelTooLarge, match="CMA"):
+        drv.check_fits(c370, "2bit", drv.overlay_limits(None, "pynq-z2"), drv.board_params("pynq-z2")["cma_bytes"])
+
+
+class _FakeMMIO:
+    """A register file that never finishes: ap_start stays set (kernel never takes the start)."""
+
+    def __init__(self, ctrl):
+        self.ctrl, self.writes = ctrl, []
+
+    def read(self, offset=0, length=4):
+        return self.ctrl if offset == 0 else 0
+
+    def write(self, offset, value):
+        self.writes.append((offset, value))
+        if offset == 0 and value & 1:
+            self.ctrl |= 1
+
+
+def test_kernel_class_over_any_mmio():
+    from mmfree import driver as drv
+    from mmfree.errors import KernelTimeout
+
+    mm = _FakeMMIO(ctrl=drv.AP_IDLE)
+    ip = drv.MMFreeKernel({"mmio": mm, "fullpath": "k"})
+    ip.write_addr("W0_ADDR", 0x1_2345_6780)
+    assert mm.writes == [(0x70, 0x23456780), (0x74, 0x1)]
+    ip.write_addr("W0_ADDR", 0x1_2345_6790)          # high word unchanged: one write
+    assert mm.writes[-1] == (0x70, 0x23456790) and len(mm.writes) == 3
+    with pytest.raises(ValueError):
+        ip.write_reg("D", -1)
+    ip.start()
+    with pytest.raises(KernelTimeout, match="ap_start never taken"):
+        ip.wait(0.01, "op HEAD")
+    # finished: ap_done or idle with start taken
+    ip2 = drv.MMFreeKernel({"mmio": _FakeMMIO(ctrl=drv.AP_DONE)})
+    ip2.wait(0.01)
+
+
+def test_module_imports_without_pynq():
+    code = ("import sys; sys.modules['pynq'] = None; import mmfree.driver as d; "
+            "assert not d.HAVE_PYNQ; print(d.MMFreeKernel.__mro__[1].__name__)")
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "python"), MMFREE_PYNQ="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "_IPBase"
