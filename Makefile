@@ -30,3 +30,10 @@ csim:
 # Vitis HLS (workstation only): csim, csynth, cosim, IP export for BOARD (kv260, zcu104, pynq-z2).
 hls:
 	$(MAKE) -C hls hls BOARD=$(BOARD)
+
+# Vivado overlay (workstation only): make hls, then block design -> .bit/.hwh for BOARD, copied to
+# python/mmfree/overlays/. Stops at once, naming Vivado, where Vivado is not installed.
+.PHONY: overlay
+overlay:
+	@test -f overlay/$(BOARD)/makefile || { echo "make overlay: no overlay/$(BOARD)/ (boards: $$(ls overlay | grep -v -e common -e scripts | tr '\n' ' '))" >&2; exit 2; }
+	@$(MAKE) --no-print-directory -C overlay/$(BOARD) all $(if $(wildcard $(PY)),PY=$(abspath $(PY)))
