@@ -1,0 +1,139 @@
+"""Performance model: modeled decode time per token on a board (every figure here is *modeled*).
+
+    token time = weight stream + compute beyond the stream + driver overhead
+
+- weight stream: the packed weights of one token (all layers + lm_head, plus the small parameter
+  blocks) at the board's DDR bandwidth times a DDR efficiency, or at the kernel's port capacity
+  (ports x port width x clock) if that is lower (``mmfree.cycles``: one bus word per cycle per port);
+- compute beyond the stream: the kernel's cycles that do not overlap the stream (vector unit
+  passes, pipeline fill, parameter/x/h loads, embedding row, logits write), from the cycle model;
+- driver overhead: the Python time per kernel call on the host side (register writes, polling),
+  as measured in emulation (``results/driver_overhead_emu.json``, or a value given by the caller).
+
+DDR efficiency default: 0.85, the share of the KV260 DDR bandwidth-limited decode speed reached
+by Li et al. (DATE'25, arXiv 2502.10659), the best-documented KV260 figure; Hummingbird
+(ICCAD'25, arXiv 2507.03308) states 93-94 %. Sources in docs/benchmarks.md.
+"""
+
+import json
+import os
+from typing import Dict, Optional
+
+from . import cycles
+from . import packed as pk
+
+DDR_EFFICIENCY = 0.85
+DDR_EFFICIENCY_SOURCE = "Li et al., DATE'25 (arXiv 2502.10659): 85 % of the KV260 bandwidth-limited decode speed"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+DRIVER_RESULTS = os.path.join(ROOT, "results", "driver_overhead_emu.json")
+SIZES = cycles.MODELS  # name -> (d, layers, I, vocab), the released configs
+
+
+def code_bytes_per_token(d: int, layers: int, inter: int, vocab: int, packing: str) -> int:
+    """Packed ternary weight bytes streamed per token (layers + lm_head, row padding included)."""
+    per_layer = sum(rows * pk.row_bytes(k, packing) for rows, k in
+                    ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter)))
+    return layers * per_layer + vocab * pk.row_bytes(d, packing)
+
+
+def driver_seconds_per_call(path: str = DRIVER_RESULTS) -> Optional[float]:
+    """The driver's own Python time per kernel call, measured in emulation (None if not measured)."""
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return float(json.load(f)["driver_s_per_call"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: str = "base3",
+            ddr_efficiency: float = DDR_EFFICIENCY, driver_s_per_call: Optional[float] = None) -> Dict:
+    """Modeled decode figures for one model shape on one board."""
+    if packing not in pk.PACKINGS:
+        raise ValueError(f"unknown packing {packing!r}")
+    if not 0 < ddr_efficiency <= 1:
+        raise ValueError(f"ddr_efficiency must be in (0, 1], got {ddr_efficiency}")
+    m = cycles.Machine(board)
+    tok = m.token(d, layers, inter, vocab, packing)
+    code_bytes = code_bytes_per_token(d, layers, inter, vocab, packing)
+    ddr_stream_s = tok["ddr_bytes"] / (m.ddr_bps * ddr_efficiency)
+    port_stream_s = tok["stream_cycles"] / m.clock_hz
+    stream_s = max(ddr_stream_s, port_stream_s)
+    compute_extra_s = (tok["cycles"] - tok["stream_cycles"]) / m.clock_hz
+    if driver_s_per_call is None:
+        driver_s_per_call = driver_seconds_per_call()
+    calls = layers + 2  # embed, one call per layer, head
+    driver_s = (driver_s_per_call or 0.0) * calls
+    token_s = stream_s + compute_extra_s + driver_s
+    return {
+        "label": "modeled", "board": board, "d": d, "layers": layers, "intermediate_size": inter,
+        "vocab_size": vocab, "packing": packing,
+        "code_bytes_per_token": code_bytes, "ddr_bytes_per_token": tok["ddr_bytes"],
+        "ddr_peak_gbps": m.ddr_bps / 1e9, "ddr_efficiency": ddr_efficiency,
+        "ddr_efficiency_source": DDR_EFFICIENCY_SOURCE,
+        "port_capacity_gbps": m.ports * m.port_bytes * m.clock_hz / 1e9,
+        "ddr_ceiling_tokens_per_s": m.ddr_bps / code_bytes,
+        "stream_s": stream_s, "stream_bound_by": "ports" if port_stream_s > ddr_stream_s else "DDR",
+        "compute_beyond_stream_s": compute_extra_s,
+        "driver_s": driver_s, "driver_s_per_call": driver_s_per_call,
+        "driver_source": "measured in emulation" if driver_s_per_call else "not measured (0)",
+        "token_s": token_s, "decode_tokens_per_s": 1.0 / token_s,
+        "stream_fraction": stream_s / token_s,
+        "kernel_cycles_per_token": tok["cycles"], "fits_board": tok["fits"],
+    }
+
+
+def project_size(board: str, size: str, packing: str = "base3", **kw) -> Dict:
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}, expected one of {list(SIZES)}")
+    d, layers, inter, vocab = SIZES[size]
+    r = project(board, d, layers, inter, vocab, packing, **kw)
+    r["size"] = size
+    return r
+
+
+def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR_EFFICIENCY,
+                  measured: Optional[Dict[str, float]] = None) -> str:
+    """PNG: tokens/s against packed bytes per token, one bandwidth ceiling per board (modeled).
+
+    ``measured``: optional {label: (bytes_per_token, tokens_per_s)} points to overlay.
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(7.5, 5))
+    xs = np.logspace(6.5, 9.2, 50)
+    colors = {}
+    for board in cycles.boards():
+        m = cycles.Machine(board)
+        line, = ax.plot(xs / 1e6, m.ddr_bps / xs, label=f"{board}: {m.ddr_bps / 1e9:.1f} GB/s peak ceiling")
+        colors[board] = line.get_color()
+        ax.plot(xs / 1e6, m.ddr_bps * ddr_efficiency / xs, ":", color=line.get_color(), lw=1)
+        for size in SIZES:
+            r = project_size(board, size, packing, ddr_efficiency=ddr_efficiency)
+            if not r["fits_board"]:
+                continue
+            ax.plot(r["code_bytes_per_token"] / 1e6, r["decode_tokens_per_s"], "o", color=line.get_color())
+    for size in SIZES:
+        d, layers, inter, vocab = SIZES[size]
+        b = code_bytes_per_token(d, layers, inter, vocab, packing)
+        ax.axvline(b / 1e6, color="0.85", lw=0.8, zorder=0)
+        ax.text(b / 1e6, 0.03, size, rotation=90, va="bottom", ha="right", fontsize=8, color="0.4",
+                transform=ax.get_xaxis_transform())
+    for label, (b, tps) in (measured or {}).items():
+        ax.plot(b / 1e6, tps, "k^")
+        ax.annotate(label, (b / 1e6, tps), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(f"packed weight bytes per token (MB, {packing})")
+    ax.set_ylabel("decode tokens/s")
+    ax.set_title(f"Roofline, modeled: dots = mmfree kernel model at {ddr_efficiency:.0%} DDR efficiency (dotted)",
+                 fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
