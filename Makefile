@@ -37,3 +37,22 @@ hls:
 overlay:
 	@test -f overlay/$(BOARD)/makefile || { echo "make overlay: no overlay/$(BOARD)/ (boards: $$(ls overlay | grep -v -e common -e scripts | tr '\n' ' '))" >&2; exit 2; }
 	@$(MAKE) --no-print-directory -C overlay/$(BOARD) all $(if $(wildcard $(PY)),PY=$(abspath $(PY)))
+
+# Demo: venv, C-simulation library, then text streamed from the bundled model in emulation.
+# Until python/mmfree/data/bundled.safetensors exists, a small random model is made under build/demo/.
+DEMO_MODEL  := python/mmfree/data/bundled.safetensors
+DEMO_RANDOM := build/demo/random.safetensors
+DEMO_PROMPT ?= Once upon a time
+DEMO_TOKENS ?= 48
+demo: $(STAMP)
+	$(MAKE) csim
+	@if [ -f $(DEMO_MODEL) ]; then \
+	  echo "demo: bundled model $(DEMO_MODEL), emulated overlay ($(BOARD))"; \
+	  $(PY) -m mmfree.cli generate --model $(DEMO_MODEL) --backend emu --board $(BOARD) \
+	    --prompt "$(DEMO_PROMPT)" --max-new-tokens $(DEMO_TOKENS) --temperature 0.8 --top-k 40 --seed 0; \
+	else \
+	  echo "demo: $(DEMO_MODEL) does not exist yet: using a small RANDOM model ($(DEMO_RANDOM)), so the text is noise"; \
+	  test -f $(DEMO_RANDOM) || $(PY) -m mmfree.generate --make-random-model $(DEMO_RANDOM); \
+	  $(PY) -m mmfree.cli generate --model $(DEMO_RANDOM) --backend emu --board $(BOARD) \
+	    --prompt "$(DEMO_PROMPT)" --max-new-tokens $(DEMO_TOKENS) --temperature 0.8 --top-k 40 --seed 0; \
+	fi

@@ -301,12 +301,11 @@ def run_cli(args) -> int:
     def log(msg):
         print(f"mmfree generate: {msg}", file=_sys.stderr, flush=True)
 
+    sampling = Sampling(temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k,
+                        top_p=args.top_p, seed=args.seed)   # validates every option
     sampling_given = args.temperature is not None or args.top_k or args.top_p < 1.0 or args.seed is not None
     if args.greedy or not sampling_given:
         sampling = GREEDY
-    else:
-        sampling = Sampling(temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k,
-                            top_p=args.top_p, seed=args.seed)
     if args.max_new_tokens < 0:
         raise ConfigError("--max-new-tokens must be >= 0")
     name = args.backend
