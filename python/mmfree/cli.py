@@ -65,7 +65,14 @@ def _add_generate(sub):
     p.set_defaults(func=cmd_generate)
 
 
-COMMANDS = [_add_convert, _add_info, _add_generate]
+def _add_bench(sub):
+    from . import bench
+    p = sub.add_parser("bench", help="measure a backend's tokens/s, or project a board's (modeled)")
+    bench.add_arguments(p)
+    p.set_defaults(func=bench.run_cli)
+
+
+COMMANDS = [_add_convert, _add_info, _add_generate, _add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:
