@@ -8,7 +8,7 @@
 namespace eval mmfree {}
 
 # Worst setup (max) and hold (min) slack of the open routed design, in ns.
-proc mmfree::worst_slack {} {
+proc ::mmfree::worst_slack {} {
     set wns [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -setup]]
     set whs [get_property SLACK [get_timing_paths -max_paths 1 -nworst 1 -hold]]
     if {$wns eq ""} { set wns 0.0 }
@@ -17,9 +17,9 @@ proc mmfree::worst_slack {} {
 }
 
 # Fail the build when timing is not met (PYNQ's check_timing.tcl convention, on numbers).
-proc mmfree::check_timing {report} {
+proc ::mmfree::timing_gate {report} {
     report_timing_summary -max_paths 10 -file $report
-    foreach {wns whs} [mmfree::worst_slack] break
+    foreach {wns whs} [::mmfree::worst_slack] break
     puts "mmfree: timing WNS $wns ns, WHS $whs ns ($report)"
     if {$wns < 0 || $whs < 0} {
         error "mmfree: timing not met (WNS $wns ns, WHS $whs ns); see $report. Lower clock_mhz in boards.json for this board and rebuild (HLS and overlay)."
@@ -27,7 +27,7 @@ proc mmfree::check_timing {report} {
     return [list $wns $whs]
 }
 
-proc mmfree::run_ok {run} {
+proc ::mmfree::run_ok {run} {
     set status [get_property STATUS [get_runs $run]]
     set progress [get_property PROGRESS [get_runs $run]]
     if {$progress ne "100%"} {
@@ -35,7 +35,7 @@ proc mmfree::run_ok {run} {
     }
 }
 
-proc mmfree::find_hwh {bd_name proj_dir} {
+proc ::mmfree::find_hwh {bd_name proj_dir} {
     set hwh [get_files -quiet -all -of_objects [get_files -quiet $bd_name.bd] $bd_name.hwh]
     if {[llength $hwh] > 0 && [file exists [lindex $hwh 0]]} { return [lindex $hwh 0] }
     foreach pattern [list "$proj_dir/*.gen/sources_1/bd/$bd_name/hw_handoff/$bd_name.hwh" \
@@ -46,24 +46,25 @@ proc mmfree::find_hwh {bd_name proj_dir} {
     error "mmfree: no $bd_name.hwh under $proj_dir"
 }
 
-proc mmfree::build_bitstream {board_dir {jobs 0}} {
+proc ::mmfree::build_bitstream {board_dir {jobs 0}} {
     global MMFREE
     if {$jobs <= 0} {
         set jobs 4
         if {[info exists ::env(MMFREE_JOBS)]} { set jobs $::env(MMFREE_JOBS) }
     }
-    source [file join $board_dir build board_params.tcl]
-    source [file join $board_dir .. common mmfree_bd.tcl]
-    source [file join $board_dir .. common mmfree_project.tcl]
+    # at global level: the scripts define ::mmfree procs and the global array MMFREE
+    uplevel #0 [list source [file join $board_dir build board_params.tcl]]
+    uplevel #0 [list source [file join $board_dir .. common mmfree_bd.tcl]]
+    uplevel #0 [list source [file join $board_dir .. common mmfree_project.tcl]]
     set name $MMFREE(overlay_name)
     set proj_dir [file join $board_dir build vivado]
     set out_dir [file join $board_dir build out]
     file mkdir $out_dir
 
-    mmfree::check_vivado_version
-    mmfree::create_project $proj_dir
+    ::mmfree::check_vivado_version
+    ::mmfree::new_project $proj_dir
     # the board's block design script (PYNQ layout: overlay/<board>/<overlay>.tcl)
-    source [file join $board_dir $name.tcl]
+    uplevel #0 [list source [file join $board_dir $name.tcl]]
 
     set bd_file [get_files $name.bd]
     generate_target all $bd_file
@@ -74,16 +75,16 @@ proc mmfree::build_bitstream {board_dir {jobs 0}} {
 
     launch_runs synth_1 -jobs $jobs
     wait_on_run synth_1
-    mmfree::run_ok synth_1
+    ::mmfree::run_ok synth_1
     launch_runs impl_1 -to_step route_design -jobs $jobs
     wait_on_run impl_1
-    mmfree::run_ok impl_1
+    ::mmfree::run_ok impl_1
 
     open_run impl_1
-    mmfree::check_timing [file join $out_dir ${name}_timing.rpt]
+    ::mmfree::timing_gate [file join $out_dir ${name}_timing.rpt]
     report_utilization -file [file join $out_dir ${name}_utilization.rpt]
     write_bitstream -force [file join $out_dir $name.bit]
-    file copy -force [mmfree::find_hwh $name $proj_dir] [file join $out_dir $name.hwh]
+    file copy -force [::mmfree::find_hwh $name $proj_dir] [file join $out_dir $name.hwh]
     puts "mmfree: wrote [file join $out_dir $name.bit] and $name.hwh"
     return [file join $out_dir $name.bit]
 }

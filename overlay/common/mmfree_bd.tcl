@@ -27,7 +27,7 @@ namespace eval mmfree {
 
 # Latest VLNV of a Xilinx catalog IP (e.g. zynq_ultra_ps_e -> xilinx.com:ip:zynq_ultra_ps_e:3.4),
 # so one script serves Vivado 2022.1 and 2024.1.
-proc mmfree::ipdef {name} {
+proc ::mmfree::ipdef {name} {
     set defs [get_ipdefs -all -filter "NAME == $name && VLNV =~ xilinx.com:ip:*"]
     if {[llength $defs] == 0} {
         error "mmfree: IP $name is not in the Vivado IP catalog"
@@ -37,7 +37,7 @@ proc mmfree::ipdef {name} {
 
 # Stop unless this Vivado is the one of the board's PYNQ image (HWH parsers and IP versions are
 # version-locked). MMFREE_ANY_VIVADO=1 in the environment turns the error into a warning.
-proc mmfree::check_vivado_version {} {
+proc ::mmfree::check_vivado_version {} {
     global MMFREE
     set want $MMFREE(vivado_version)
     set have [version -short]
@@ -53,10 +53,10 @@ proc mmfree::check_vivado_version {} {
 }
 
 # --- Zynq UltraScale+ PS ------------------------------------------------------------------------
-proc mmfree::create_ps_zynqmp {} {
+proc ::mmfree::create_ps_zynqmp {} {
     global MMFREE
     variable ps_cell
-    set ps [create_bd_cell -type ip -vlnv [mmfree::ipdef zynq_ultra_ps_e] $ps_cell]
+    set ps [create_bd_cell -type ip -vlnv [::mmfree::ipdef zynq_ultra_ps_e] $ps_cell]
     apply_bd_automation -rule xilinx.com:bd_rule:zynq_ultra_ps_e -config {apply_board_preset "1"} [get_bd_cells $ps_cell]
 
     set clk [dict get $MMFREE(pl_clock) index]
@@ -83,10 +83,10 @@ proc mmfree::create_ps_zynqmp {} {
 }
 
 # --- Zynq-7000 PS -------------------------------------------------------------------------------
-proc mmfree::create_ps_zynq7 {} {
+proc ::mmfree::create_ps_zynq7 {} {
     global MMFREE
     variable ps_cell
-    set ps [create_bd_cell -type ip -vlnv [mmfree::ipdef processing_system7] $ps_cell]
+    set ps [create_bd_cell -type ip -vlnv [::mmfree::ipdef processing_system7] $ps_cell]
     apply_bd_automation -rule xilinx.com:bd_rule:processing_system7 \
         -config {make_external "FIXED_IO, DDR" apply_board_preset "1" Master "Disable" Slave "Disable"} \
         [get_bd_cells $ps_cell]
@@ -109,30 +109,30 @@ proc mmfree::create_ps_zynq7 {} {
     return $ps
 }
 
-proc mmfree::create_ps {} {
+proc ::mmfree::create_ps {} {
     global MMFREE
     switch -- $MMFREE(ps) {
-        zynq_ultra_ps_e { return [mmfree::create_ps_zynqmp] }
-        processing_system7 { return [mmfree::create_ps_zynq7] }
+        zynq_ultra_ps_e { return [::mmfree::create_ps_zynqmp] }
+        processing_system7 { return [::mmfree::create_ps_zynq7] }
         default { error "mmfree: unknown PS $MMFREE(ps)" }
     }
 }
 
 # --- the rest: kernel, interconnect, reset, interrupt, address map ------------------------------
-proc mmfree::smartconnect {name num_si} {
-    set sc [create_bd_cell -type ip -vlnv [mmfree::ipdef smartconnect] $name]
+proc ::mmfree::smartconnect {name num_si} {
+    set sc [create_bd_cell -type ip -vlnv [::mmfree::ipdef smartconnect] $name]
     set_property -dict [list CONFIG.NUM_SI $num_si CONFIG.NUM_MI {1}] $sc
     return $sc
 }
 
-proc mmfree::create_design {} {
+proc ::mmfree::create_design {} {
     global MMFREE
     variable ps_cell
     variable kernel_cell
     variable intc_cell
     variable reset_cell
 
-    set ps [mmfree::create_ps]
+    set ps [::mmfree::create_ps]
     set clk_pin $ps_cell/[dict get $MMFREE(pl_clock) ps_pin]
     set rstn_pin $ps_cell/[dict get $MMFREE(pl_clock) resetn_pin]
 
@@ -140,7 +140,7 @@ proc mmfree::create_design {} {
     set kernel [create_bd_cell -type ip -vlnv $MMFREE(kernel_vlnv) $kernel_cell]
 
     # reset
-    set rst [create_bd_cell -type ip -vlnv [mmfree::ipdef proc_sys_reset] $reset_cell]
+    set rst [create_bd_cell -type ip -vlnv [::mmfree::ipdef proc_sys_reset] $reset_cell]
     connect_bd_net [get_bd_pins $clk_pin] [get_bd_pins $reset_cell/slowest_sync_clk]
     connect_bd_net [get_bd_pins $rstn_pin] [get_bd_pins $reset_cell/ext_reset_in]
     set aresetn [get_bd_pins $reset_cell/peripheral_aresetn]
@@ -155,7 +155,7 @@ proc mmfree::create_design {} {
     # control: PS master -> SmartConnect -> kernel s_axilite (+ interrupt controller)
     set use_intc [dict get $MMFREE(interrupt) controller]
     set n_ctrl [expr {$use_intc ? 2 : 1}]
-    set ctrl [create_bd_cell -type ip -vlnv [mmfree::ipdef smartconnect] sc_ctrl]
+    set ctrl [create_bd_cell -type ip -vlnv [::mmfree::ipdef smartconnect] sc_ctrl]
     set_property -dict [list CONFIG.NUM_SI {1} CONFIG.NUM_MI $n_ctrl] $ctrl
     connect_bd_intf_net [get_bd_intf_pins $ps_cell/[dict get $MMFREE(ps_master) port]] [get_bd_intf_pins sc_ctrl/S00_AXI]
     connect_bd_intf_net [get_bd_intf_pins sc_ctrl/M00_AXI] [get_bd_intf_pins $kernel_cell/$MMFREE(kernel_ctrl_intf)]
@@ -163,7 +163,7 @@ proc mmfree::create_design {} {
     lappend resets sc_ctrl/aresetn
 
     if {$use_intc} {
-        set intc [create_bd_cell -type ip -vlnv [mmfree::ipdef axi_intc] $intc_cell]
+        set intc [create_bd_cell -type ip -vlnv [::mmfree::ipdef axi_intc] $intc_cell]
         # edge-triggered, single output to the PS (PYNQ interrupt convention)
         set_property -dict [list CONFIG.C_IRQ_CONNECTION {1} CONFIG.C_KIND_OF_INTR {0xFFFFFFFF} \
                                  CONFIG.C_IRQ_IS_LEVEL {1}] $intc
@@ -177,7 +177,7 @@ proc mmfree::create_design {} {
     # weight ports: m_axi_gmem_w<i> -> sc_w<i> -> HP port i
     set i 0
     foreach bundle $MMFREE(weight_bundles) hp $MMFREE(weight_hp_ports) {
-        mmfree::smartconnect sc_w$i 1
+        ::mmfree::smartconnect sc_w$i 1
         connect_bd_intf_net [get_bd_intf_pins $kernel_cell/m_axi_$bundle] [get_bd_intf_pins sc_w$i/S00_AXI]
         connect_bd_intf_net [get_bd_intf_pins sc_w$i/M00_AXI] [get_bd_intf_pins $ps_cell/[dict get $hp port]]
         lappend clocked sc_w$i/aclk
@@ -186,7 +186,7 @@ proc mmfree::create_design {} {
     }
 
     # io + embeddings share one HP port
-    mmfree::smartconnect sc_io [llength $MMFREE(io_bundles)]
+    ::mmfree::smartconnect sc_io [llength $MMFREE(io_bundles)]
     set s 0
     foreach bundle $MMFREE(io_bundles) {
         connect_bd_intf_net [get_bd_intf_pins $kernel_cell/m_axi_$bundle] [get_bd_intf_pins sc_io/S[format %02d $s]_AXI]
@@ -199,12 +199,12 @@ proc mmfree::create_design {} {
     foreach pin $clocked { connect_bd_net [get_bd_pins $clk_pin] [get_bd_pins $pin] }
     foreach pin $resets { connect_bd_net $aresetn [get_bd_pins $pin] }
 
-    mmfree::assign_addresses
+    ::mmfree::assign_addresses
     return $kernel
 }
 
 # Address map: s_axilite and INTC at fixed bases; every m_axi space maps every DDR segment.
-proc mmfree::assign_addresses {} {
+proc ::mmfree::assign_addresses {} {
     global MMFREE
     variable ps_cell
     variable kernel_cell
@@ -230,10 +230,10 @@ proc mmfree::assign_addresses {} {
 }
 
 # Whole block design for the board in MMFREE: create, build, validate, save.
-proc mmfree::create_bd {design_name} {
+proc ::mmfree::create_bd {design_name} {
     create_bd_design $design_name
     current_bd_design $design_name
-    mmfree::create_design
+    ::mmfree::create_design
     regenerate_bd_layout
     validate_bd_design
     save_bd_design

@@ -5,7 +5,7 @@ namespace eval mmfree {}
 
 # The board part of boards.json, or the newest installed file version of the same board (with a
 # warning); an error naming where to get the board files when none is installed.
-proc mmfree::resolve_board_part {} {
+proc ::mmfree::resolve_board_part {} {
     global MMFREE
     catch {set_param board.repoPaths [get_property LOCAL_ROOT_DIR [xhub::get_xstores xilinx_board_store]]}
     set want $MMFREE(board_part)
@@ -23,10 +23,10 @@ proc mmfree::resolve_board_part {} {
     error "mmfree: board part $want is not installed. Board files: $MMFREE(board_files). In Vivado: Tools > Vivado Store > Boards, or xhub::install \[xhub::get_xitems *[lindex $parts 1]*\]."
 }
 
-proc mmfree::create_project {dir} {
+proc ::mmfree::new_project {dir} {
     global MMFREE
     create_project -force $MMFREE(overlay_name) $dir -part $MMFREE(part)
-    set_property board_part [mmfree::resolve_board_part] [current_project]
+    set_property board_part [::mmfree::resolve_board_part] [current_project]
     if {$MMFREE(board_connections) ne ""} {
         set_property board_connections $MMFREE(board_connections) [current_project]
     }

@@ -3,4 +3,4 @@
 # build/out/mmfree_zcu104.{bit,hwh}.   vivado -mode batch -notrace -source build_bitstream.tcl
 set mmfree_board_dir [file dirname [file normalize [info script]]]
 source [file join $mmfree_board_dir .. common build_bitstream.tcl]
-mmfree::build_bitstream $mmfree_board_dir
+::mmfree::build_bitstream $mmfree_board_dir

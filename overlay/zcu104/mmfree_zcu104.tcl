@@ -11,8 +11,8 @@ source [file join $mmfree_board_dir build board_params.tcl]
 source [file join $mmfree_board_dir .. common mmfree_bd.tcl]
 source [file join $mmfree_board_dir .. common mmfree_project.tcl]
 
-mmfree::check_vivado_version
+::mmfree::check_vivado_version
 if {[llength [get_projects -quiet]] == 0} {
-    mmfree::create_project [file join $mmfree_board_dir build vivado]
+    ::mmfree::new_project [file join $mmfree_board_dir build vivado]
 }
-mmfree::create_bd $MMFREE(overlay_name)
+::mmfree::create_bd $MMFREE(overlay_name)
