@@ -38,17 +38,17 @@ VLNV = "xilinx.com:hls:mmfree_kernel:1.0"
 VLNV_PREFIX = "xilinx.com:hls:mmfree_kernel:"
 
 # ---------------------------------------------------------------------------------------------
-# register map (hls/include/mmfree_regs.h, version 1)
+# register map (hls/include/mmfree_regs.h, version 2: six weight-port address registers)
 # ---------------------------------------------------------------------------------------------
-REGS_VERSION = 1
+REGS_VERSION = 2
 REGISTERS: Dict[str, int] = {
     "CTRL": 0x00, "GIE": 0x04, "IER": 0x08, "ISR": 0x0C,
     "OP": 0x10, "D": 0x18, "INTER": 0x20, "VOCAB": 0x28, "PACKING": 0x30, "TOKEN": 0x38,
     "X_ADDR": 0x40, "H_ADDR": 0x4C, "EMB_ADDR": 0x58, "OUT_ADDR": 0x64,
-    "W0_ADDR": 0x70, "W1_ADDR": 0x7C, "W2_ADDR": 0x88, "W3_ADDR": 0x94,
+    "W0_ADDR": 0x70, "W1_ADDR": 0x7C, "W2_ADDR": 0x88, "W3_ADDR": 0x94, "W4_ADDR": 0xA0, "W5_ADDR": 0xAC,
 }
-REG_SPAN = 0xA0
-MAX_WEIGHT_PORT_REGS = 4
+REG_SPAN = 0xB8
+MAX_WEIGHT_PORT_REGS = 6
 AP_START, AP_DONE, AP_IDLE, AP_READY = 0x1, 0x2, 0x4, 0x8
 OP_EMBED, OP_LAYER, OP_HEAD = 0, 1, 2
 OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD"}
@@ -394,6 +394,8 @@ class Accelerator:
         self.cma_bytes = int(cma_bytes) if cma_bytes else cma_available(overlay, board)
         self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes)
         self.ports = int(self.limits.get("weight_ports", MAX_WEIGHT_PORT_REGS))
+        if not 1 <= self.ports <= MAX_WEIGHT_PORT_REGS:
+            raise ConfigError(f"weight_ports={self.ports}: this driver knows {MAX_WEIGHT_PORT_REGS} weight-port registers")
         self.ip = find_kernel(overlay)
         self.ip.check_idle()
         if allocate is None:

@@ -146,7 +146,9 @@ class EmuRegisters:
 
     def __init__(self, lib, memory: EmuMemory, hang_after: Optional[int] = None):
         self.lib, self.memory, self.hang_after = lib, memory, hang_after
-        self.regs = np.zeros(drv.REG_SPAN // 4, np.uint32)
+        from . import csim
+        span = max(drv.REG_SPAN, csim.REG_SPAN)  # the library reads a whole image of its own span
+        self.regs = np.zeros(span // 4, np.uint32)
         self.regs[0] = drv.AP_IDLE
         self.writes: List[tuple] = []      # (offset, value) of every write, for tests
         self.record = False
@@ -227,6 +229,9 @@ class Overlay:
                 raise DeviceError(str(e)) from None
         self.lib = lib
         c = lib.config
+        if c.get("regs_version") not in (None, drv.REGS_VERSION):
+            raise DeviceError(f"the C-simulation library has register map version {c['regs_version']}, mmfree.driver "
+                              f"speaks version {drv.REGS_VERSION}: update the driver or rebuild with `make csim`")
         self.cma_bytes = int(cma_bytes or params["cma_bytes"])
         self.mmfree_limits = {"max_d": c["max_d"], "max_inter": c["max_inter"], "max_vocab": c["max_vocab"],
                               "max_layers": int(max_layers or params["max_layers"]), "weight_ports": c["ports"]}

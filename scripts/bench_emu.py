@@ -1,0 +1,110 @@
+"""Emulator decode speed and the driver's own Python time per token (measured on this machine).
+
+    python scripts/bench_emu.py MODEL.safetensors [MODEL2 ...] [--tokens 8] [--json out.json]
+
+Per model: the driver (mmfree.driver.Accelerator) on the emulated overlay (mmfree.emu), greedy decode:
+- decode tokens/s of the whole emulator (C-simulated kernel + driver + emulated registers);
+- time inside the C-simulated kernel, and the rest (driver + emulated register file) per token;
+- the same loop with the kernel stubbed out (AP_START completes at once): Python time per token of
+  the driver's register writes, polling and buffer work, plus the emulated register file's own cost;
+- MMIO writes and reads per token (what a board pays at ~1-2 us per access from Python).
+Label the numbers "measured here, <CPU>, emulator".
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+from mmfree import driver, emu, packed as pk
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def bench(path, tokens, board="kv260"):
+    m = pk.load(path, check_codes=False)
+    ol = emu.Overlay(board=board)
+    t0 = time.perf_counter()
+    acc = driver.Accelerator(ol, m)
+    load_s = time.perf_counter() - t0
+    regs = ol.registers
+    counts = {"r": 0, "w": 0}
+    rd, wr = regs.read, regs.write
+
+    def cread(*a, **k):
+        counts["r"] += 1
+        return rd(*a, **k)
+
+    def cwrite(*a, **k):
+        counts["w"] += 1
+        return wr(*a, **k)
+
+    regs.read, regs.write = cread, cwrite
+    logits = acc.prefill([1, 2])
+    step_s, kern_s = [], []
+    tok = int(np.argmax(logits))
+    counts.update(r=0, w=0)
+    for _ in range(tokens):
+        k0, t0 = regs.kernel_seconds, time.perf_counter()
+        logits = acc.step(tok)
+        step_s.append(time.perf_counter() - t0)
+        kern_s.append(regs.kernel_seconds - k0)
+        tok = int(np.argmax(logits))
+    per_tok_w, per_tok_r = counts["w"] / tokens, counts["r"] / tokens
+    regs.stub = True
+    stub_s = []
+    for _ in range(max(300, tokens)):
+        t0 = time.perf_counter()
+        acc.step(tok)
+        stub_s.append(time.perf_counter() - t0)
+    regs.stub = False
+    c = m.config
+    med, kmed = statistics.median(step_s), statistics.median(kern_s)
+    out = {
+        "model": os.path.basename(path), "packing": m.packing, "d": c.hidden_size, "layers": c.num_hidden_layers,
+        "inter": c.intermediate_size, "vocab": c.vocab_size, "load_s": round(load_s, 3),
+        "decode_tokens": tokens, "decode_tokens_per_s": round(1 / med, 3), "step_s_median": med,
+        "kernel_s_median": kmed, "outside_kernel_s_median": med - kmed,
+        "stubbed_step_s_median": statistics.median(stub_s),
+        "mmio_writes_per_token": per_tok_w, "mmio_reads_per_token": per_tok_r,
+        "kernel_calls_per_token": c.num_hidden_layers + 2,
+    }
+    acc.close()
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--tokens", type=int, default=8)
+    ap.add_argument("--board", default="kv260")
+    ap.add_argument("--json")
+    a = ap.parse_args(argv)
+    res = {"label": f"measured here, {os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()}), emulator",
+           "results": [bench(p, a.tokens, a.board) for p in a.models]}
+    for r in res["results"]:
+        print(f"{r['model']}: d={r['d']} L={r['layers']} {r['packing']}: {r['decode_tokens_per_s']:.3g} tok/s "
+              f"(step {r['step_s_median'] * 1e3:.2f} ms, kernel {r['kernel_s_median'] * 1e3:.2f} ms, outside "
+              f"{r['outside_kernel_s_median'] * 1e3:.3f} ms; stubbed step {r['stubbed_step_s_median'] * 1e3:.3f} ms; "
+              f"{r['mmio_writes_per_token']:.0f} writes + {r['mmio_reads_per_token']:.0f} reads per token)")
+    print(res["label"])
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(res, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
