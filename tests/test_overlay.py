@@ -328,15 +328,17 @@ def test_block_design(board, tmp_path):
         assert cfg["CONFIG.PSU__CRL_APB__PL0_REF_CTRL__SRCSEL"] == "IOPLL"
         assert float(cfg["CONFIG.PSU__CRL_APB__PL0_REF_CTRL__FREQMHZ"]) == p["clock_mhz"]
         assert cfg["CONFIG.PSU__USE__IRQ0"] == "1"
-        hp_names = ["S_AXI_HP%d_FPD" % i for i in range(p["weight_ports"])]
         assert p["clock_mhz"] <= 333
     else:
         assert cfg["CONFIG.PCW_FCLK0_PERIPHERAL_CLKSRC"] == "IO PLL"
         assert float(cfg["CONFIG.PCW_FPGA0_PERIPHERAL_FREQMHZ"]) == p["clock_mhz"]
         assert cfg["CONFIG.PCW_USE_FABRIC_INTERRUPT"] == "1" and cfg["CONFIG.PCW_IRQ_F2P_INTR"] == "1"
-        hp_names = ["S_AXI_HP%d" % i for i in range(p["weight_ports"])]
         assert p["clock_mhz"] <= 150
-    assert [h["port"] for h in p["weight_hp_ports"]] == hp_names
+    hp_names = [h["port"] for h in p["weight_hp_ports"]]
+    # the PL-to-DDR slave ports of the family, each used once, the full-width HP ports first
+    assert all(re.match(r"S_AXI_(HP\d_FPD|HPC\d_FPD|LPD)$" if p["ps"] == "zynq_ultra_ps_e" else r"S_AXI_HP\d$", n)
+               for n in hp_names + [p["io_hp_port"]["port"]])
+    assert hp_names[:min(4, len(hp_names))] == [n for n in hp_names if re.match(r"S_AXI_HP\d", n)][:4]
     for hp in p["weight_hp_ports"] + [p["io_hp_port"]]:
         assert cfg["CONFIG." + hp["enable"]] == "1"
         assert int(cfg["CONFIG." + hp["width_param"]]) == p["port_bits"]
@@ -488,6 +490,8 @@ def test_resource_model_constants_match_the_kernel_pragmas():
     assert "max_read_burst_length=%d" % c["io_burst"] in io
     assert "num_read_outstanding" not in io or "num_read_outstanding=%d" % c["io_outstanding"] in io
     assert "VEC_LANES   16" in read(os.path.join(ROOT, "hls", "include", "mmfree_config.h"))
+    regs = read(REGS_H)
+    assert int(re.search(r"#define MMFREE_MAX_WEIGHT_PORT_REGS\s+(\d+)", regs).group(1)) == B._MAX_WEIGHT_PORTS
 
 
 @pytest.mark.parametrize("board", BOARDS)

@@ -53,6 +53,13 @@ _FAMILY_PS = {"zynq_ultrascale_plus": "zynq_ultra_ps_e", "zynq7000": "processing
 _FAMILY_PORT_BITS = {"zynq_ultrascale_plus": 128, "zynq7000": 64}
 _FAMILY_CLOCK_SOURCE = {"zynq_ultrascale_plus": "IOPLL", "zynq7000": "IO PLL"}
 _PART_PREFIX = {"zynq_ultrascale_plus": ("xczu", "xck26"), "zynq7000": ("xc7z",)}
+_MAX_WEIGHT_PORTS = 6  # hls/include/mmfree_regs.h MMFREE_MAX_WEIGHT_PORT_REGS (tests compare)
+# PS slave ports a kernel m_axi may use, per family (PS pin names)
+_PS_SLAVE_PORTS = {
+    "zynq_ultrascale_plus": ("S_AXI_HP0_FPD", "S_AXI_HP1_FPD", "S_AXI_HP2_FPD", "S_AXI_HP3_FPD",
+                             "S_AXI_HPC0_FPD", "S_AXI_HPC1_FPD", "S_AXI_LPD"),
+    "zynq7000": ("S_AXI_HP0", "S_AXI_HP1", "S_AXI_HP2", "S_AXI_HP3", "S_AXI_ACP"),
+}
 _HP_KEYS = ("port", "intf", "seg_prefix", "enable", "width_param", "aclk")
 
 
@@ -79,8 +86,8 @@ def _validate(name, b):
         raise ConfigError("%s: part %s is not a %s part" % (where, b["part"], fam))
     if b["port_bits"] != _FAMILY_PORT_BITS[fam]:
         raise ConfigError("%s: %s HP ports are %d bits, not %d" % (where, fam, _FAMILY_PORT_BITS[fam], b["port_bits"]))
-    if b["weight_ports"] not in (1, 2, 4):
-        raise ConfigError("%s: weight_ports must be 1, 2 or 4" % where)
+    if not 1 <= b["weight_ports"] <= _MAX_WEIGHT_PORTS:
+        raise ConfigError("%s: weight_ports must be 1..%d" % (where, _MAX_WEIGHT_PORTS))
     if len(b["weight_hp_ports"]) != b["weight_ports"]:
         raise ConfigError("%s: %d weight_hp_ports for %d weight ports" % (where, len(b["weight_hp_ports"]), b["weight_ports"]))
     hp = list(b["weight_hp_ports"]) + [b["io_hp_port"]]
@@ -89,6 +96,9 @@ def _validate(name, b):
         if missing:
             raise ConfigError("%s: HP port %r lacks %s" % (where, p.get("port"), ", ".join(missing)))
     ports = [p["port"] for p in hp]
+    for port in ports:
+        if port not in _PS_SLAVE_PORTS[fam]:
+            raise ConfigError("%s: %s is not a %s PS slave port (%s)" % (where, port, fam, ", ".join(_PS_SLAVE_PORTS[fam])))
     if len(set(ports)) != len(ports):
         raise ConfigError("%s: an HP port is used twice: %s" % (where, ports))
     if b["pl_clock"].get("source") != _FAMILY_CLOCK_SOURCE[fam]:
