@@ -69,34 +69,36 @@ def packed_models(tmp_path_factory):
 PROJ = csim.PROJ
 
 
-class Trace(dict):
-    """golden's trace dict, keeping projection traces apart: golden.layer writes the f projection's
-    trace to "layers.N.f" and then overwrites that key with the gate vector f."""
+LAYER_VEC_KEYS = ("forget", "state", "o_in", "z", "x")  # golden's layer-level trace vectors
 
-    def __init__(self):
-        super().__init__()
-        self.proj = {}
 
-    def __setitem__(self, k, v):
-        if isinstance(v, dict):
-            self.proj[k] = v
-        super().__setitem__(k, v)
+def test_golden_trace_keys_do_not_clash(packed_models):
+    """Every projection keeps its own trace dict; the forget gate vector has its own key."""
+    g = GoldenModel(packed_models[("s48", "2bit")])
+    tr = {}
+    g.step(1, trace=tr)
+    p = "layers.0."
+    for proj in PROJ:
+        assert isinstance(tr[p + proj], dict) and set(tr[p + proj]) == {"absmax", "q", "acc", "scale", "out"}, proj
+    assert not set(LAYER_VEC_KEYS) & set(PROJ)
+    for k in LAYER_VEC_KEYS:
+        assert isinstance(tr[p + k], np.ndarray), k
 
 
 def layer_expect(tr, li):
     p = f"layers.{li}."
     e = {}
     for proj in PROJ:
-        t = tr.proj[p + proj]
+        t = tr[p + proj]
         for k in ("absmax", "q", "acc", "scale", "out"):
             e[f"{proj}.{k}"] = np.asarray(t[k]).reshape(-1)
-    for k in ("f", "state", "o_in", "z", "x"):
+    for k in LAYER_VEC_KEYS:
         e[k] = np.asarray(tr[p + k], np.float32).reshape(-1)
     return e
 
 
 def head_expect(tr):
-    return {f"lm_head.{k}": np.asarray(tr.proj["lm_head"][k]).reshape(-1) for k in ("absmax", "q", "acc", "scale", "out")}
+    return {f"lm_head.{k}": np.asarray(tr["lm_head"][k]).reshape(-1) for k in ("absmax", "q", "acc", "scale", "out")}
 
 
 def golden_calls(path, tokens=TOKENS):
@@ -105,7 +107,7 @@ def golden_calls(path, tokens=TOKENS):
     calls = []
     for tok in tokens:
         h_before = g.h.copy()
-        tr = Trace()
+        tr = {}
         logits = g.step(tok, trace=tr)
         x0 = np.asarray(tr["embed"], np.float32).reshape(-1)
         calls.append(("embed", tok, {}, {"x": x0, "x_out": x0}))
@@ -291,7 +293,7 @@ def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, pa
     m.lib.set_trace(rec)
     try:
         for tok in (5, 1, 30, 5):
-            tr = Trace()
+            tr = {}
             want = g.step(tok, trace=tr)
             rec.clear()
             got = m.step(tok)
@@ -374,6 +376,31 @@ def test_library_errors_name_the_register(csim_build, packed_models):
         m.lib.call(bad, m.mem.resolve)
 
 
+def test_weight_registers_used_per_build(csim_build, packed_models):
+    """A build resolves W0..W(ports-1), each must hold the blob; registers past its ports are not read."""
+    m = csim.CsimModel(packed_models[("s48", "2bit")])
+    ports = m.lib.config["ports"]
+    assert ports == 6 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 2
+    regs = m.regs(csim.OP_LAYER, blob=m.blobs[0], h=m.h[0])
+    for p in range(ports):
+        bad = regs.copy()
+        bad[csim.REG[f"W{p}_ADDR"] // 4] = 0x10
+        with pytest.raises(csim.CsimError, match=f"W{p}_ADDR"):
+            m.lib.call(bad, m.mem.resolve)
+    # PYNQ-Z2 (2 ports): W2..W5 left at 0 are fine, W1 at 0 is not
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", "BOARD=pynq-z2", f"PY={sys.executable}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    z = csim.CsimModel(packed_models[("s48", "2bit")], lib=csim.load("pynq-z2"))
+    assert z.lib.config["ports"] == 2
+    regs = z.regs(csim.OP_LAYER, blob=z.blobs[0], h=z.h[0])
+    assert all(regs[csim.REG[f"W{p}_ADDR"] // 4] == 0 for p in range(2, 6))
+    z.lib.call(regs, z.mem.resolve)
+    regs[csim.REG["W1_ADDR"] // 4] = 0
+    with pytest.raises(csim.CsimError, match="W1_ADDR"):
+        z.lib.call(regs, z.mem.resolve)
+
+
 def test_missing_library_says_make_csim(tmp_path):
     with pytest.raises(csim.CsimError, match="make csim"):
         csim.Csim(str(tmp_path / "nope.so"))
@@ -387,8 +414,8 @@ def test_register_header_matches_pragmas():
     src = open(KERNEL_CPP).read()
     pragmas = dict(re.findall(r"#pragma HLS INTERFACE s_axilite port=(\w+) offset=(0x[0-9a-fA-F]+)", src))
     names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
-             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "w0": "W0_ADDR", "w1": "W1_ADDR",
-             "w2": "W2_ADDR", "w3": "W3_ADDR"}
+             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR"}
+    names.update({f"w{p}": f"W{p}_ADDR" for p in range(csim.REGS["MAX_WEIGHT_PORT_REGS"])})
     assert set(pragmas) == set(names)
     for port, reg in names.items():
         assert int(pragmas[port], 16) == csim.REG[reg], port

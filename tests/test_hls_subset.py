@@ -17,6 +17,8 @@ SOURCES = sorted(glob.glob(os.path.join(ROOT, "hls", "include", "*.h")) +
                  glob.glob(os.path.join(ROOT, "hls", "mmfree_kernel", "*.h")) +
                  glob.glob(os.path.join(ROOT, "hls", "mmfree_kernel", "*.cpp")))
 TOP = os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.cpp")
+REGS_H = os.path.join(ROOT, "hls", "include", "mmfree_regs.h")
+MAX_WEIGHT_PORTS = int(re.search(r"#define\s+MMFREE_MAX_WEIGHT_PORT_REGS\s+(\d+)", open(REGS_H).read()).group(1))
 
 LIBM = r"\b(?<!hls::)(?:std::)?(sqrtf?|expf?|exp2f?|logf?|log2f?|log10f?|powf?|tanhf?|sinf?|cosf?|tanf?|floorf?|ceilf?|fabsf?|roundf?|truncf?|fmodf?|erff?)\s*\("
 STL = r"\bstd::(vector|map|unordered_map|set|unordered_set|list|deque|string|queue|stack|array|function|shared_ptr|unique_ptr)\b|#include\s*<(vector|map|list|deque|string|set|unordered_map|memory|functional)>"
@@ -119,11 +121,9 @@ def top_interface_violations(text):
     m = re.search(r"void\s+mmfree_kernel\s*\(([^{]*)\)\s*\{", syn)
     assert m, "mmfree_kernel definition not found"
     params = m.group(1)
-    # the weight-port macros expand to more pointer arguments
-    header = open(os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.h")).read()
-    for macro in re.findall(r"\b(MMFREE_W\w*_PARAMS?)\b", params):
-        d = re.search(rf"#define\s+{macro}\s+(.*)", header)
-        params = params.replace(macro, d.group(1) if d else "")
+    # MMFREE_WPORT_PARAMS expands to w0..w(ports-1): every port a build may have needs its pragmas
+    params = params.replace("MMFREE_WPORT_PARAMS",
+                            ", ".join(f"const word_t *w{p}" for p in range(MAX_WEIGHT_PORTS)))
     names = [re.findall(r"(\w+)\s*$", p.strip())[0] for p in params.split(",") if p.strip()]
     pragmas = re.findall(r"#pragma\s+HLS\s+INTERFACE\s+(\w+)\s+port=(\w+)", syn)
     ports = {p for _, p in pragmas}
@@ -152,7 +152,21 @@ def test_synthesizable_subset(path):
 def test_top_level_interfaces():
     names, v = top_interface_violations(open(TOP).read())
     assert v == []
-    assert {"op", "d", "x", "h", "emb", "out", "w0", "w1", "w2", "w3"} <= set(names)
+    assert {"op", "d", "x", "h", "emb", "out"} | {f"w{p}" for p in range(6)} <= set(names)
+    assert MAX_WEIGHT_PORTS == 6
+    syn = synthesis_view(open(TOP).read())
+    for p in range(MAX_WEIGHT_PORTS):
+        assert re.search(rf"INTERFACE\s+m_axi\s+port=w{p}\s[^\n]*bundle=gmem_w{p}\b", syn), p
+
+
+def test_weight_ports_statically_bound_and_no_runtime_divide():
+    """No run-time choice between weight pointers (m_axi bundles), e.g. `p == 0 ? w0 : w1`, and no
+    divide or modulo by a run-time row count in the synthesizable per-row/per-lane paths."""
+    for path in SOURCES:
+        syn = synthesis_view(open(path).read())
+        rel = os.path.relpath(path, ROOT)
+        assert not re.search(r"\?\s*(\w+\.)?w\d\b\s*:", syn), rel
+        assert not re.search(r"[/%]\s*rpp\b", syn), rel
 
 
 def test_checker_catches_violations():

@@ -9,6 +9,12 @@
  * (computed from d, I, V, packing); resolve returns NULL for an address outside every buffer.
  * Then the same top function that Vitis HLS synthesizes is called.
  *
+ * Weight registers: a build resolves W0..W(PORTS-1), the registers its ports have (the driver writes
+ * the blob address into each of them); each must resolve to a buffer holding the whole blob, or the
+ * call fails naming it. W registers beyond the build's ports (W4, W5 on a 4-port build, W2..W5 on
+ * PYNQ-Z2) are not read: they may hold anything, 0 included, as on the hardware, which has no such
+ * registers.
+ *
  * Returns 0 on success, or an error code (mmfree_csim_strerror explains it):
  *   MMFREE_CSIM_EREGS    register image shorter than MMFREE_REG_SPAN
  *   MMFREE_CSIM_EOP      unknown op
@@ -32,6 +38,8 @@
 #define MMFREE_CSIM_EALIGN 0x2000
 
 using namespace mmfree;
+
+#define MMFREE_CSIM_W_(P, W) , (const word_t *)w[P]
 
 typedef void *(*mmfree_resolve_fn)(uint64_t addr, uint64_t nbytes, void *ctx);
 
@@ -61,9 +69,9 @@ int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resol
         vocab > (uint32_t)MAX_V || packing > 1u)
         return MMFREE_CSIM_EDIMS;
     void *x = 0, *h = 0, *emb = 0, *out = 0;
-    void *w[MMFREE_MAX_WEIGHT_PORT_REGS] = {0, 0, 0, 0};
+    void *w[MMFREE_MAX_WEIGHT_PORT_REGS] = {0, 0, 0, 0, 0, 0};
     const int woff[MMFREE_MAX_WEIGHT_PORT_REGS] = {MMFREE_REG_W0_ADDR, MMFREE_REG_W1_ADDR, MMFREE_REG_W2_ADDR,
-                                                   MMFREE_REG_W3_ADDR};
+                                                   MMFREE_REG_W3_ADDR, MMFREE_REG_W4_ADDR, MMFREE_REG_W5_ADDR};
     int e = resolve_reg(regs, MMFREE_REG_X_ADDR, vec_bytes((int)d), resolve, ctx, &x);
     if (e) return e;
     uint64_t wbytes = 0;
@@ -82,14 +90,7 @@ int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resol
             if ((e = resolve_reg(regs, woff[p], wbytes, resolve, ctx, &w[p]))) return e;
     }
     mmfree_kernel(op, d, inter, vocab, packing, token, (word_t *)x, (word_t *)h, (const uint16_t *)emb,
-                  (word_t *)out, (const word_t *)w[0]
-#if MMFREE_WEIGHT_PORTS > 1
-                  , (const word_t *)w[1]
-#endif
-#if MMFREE_WEIGHT_PORTS > 2
-                  , (const word_t *)w[2], (const word_t *)w[3]
-#endif
-    );
+                  (word_t *)out, (const word_t *)w[0] MMFREE_WPORTS_AFTER0(MMFREE_CSIM_W_));
     return 0;
 }
 

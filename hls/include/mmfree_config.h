@@ -14,8 +14,8 @@
 #ifndef MMFREE_WEIGHT_PORTS
 #error "mmfree_board.h must define MMFREE_WEIGHT_PORTS (generate it with hls/scripts/gen_board_header.py)"
 #endif
-#if MMFREE_WEIGHT_PORTS != 1 && MMFREE_WEIGHT_PORTS != 2 && MMFREE_WEIGHT_PORTS != 4
-#error "MMFREE_WEIGHT_PORTS must be 1, 2 or 4"
+#if MMFREE_WEIGHT_PORTS < 1 || MMFREE_WEIGHT_PORTS > MMFREE_MAX_WEIGHT_PORT_REGS
+#error "MMFREE_WEIGHT_PORTS must be 1..6 (one m_axi bundle gmem_wP and one W<P>_ADDR register per port)"
 #endif
 #if MMFREE_PORT_BITS != 64 && MMFREE_PORT_BITS != 128
 #error "MMFREE_PORT_BITS must be 64 or 128"

@@ -30,6 +30,46 @@ namespace mmfree {
 
 typedef ap_uint<PORT_BITS> word_t;
 
+}  // namespace mmfree
+
+/* The weight ports of this build, each its own pointer argument (m_axi bundle gmem_wP, register
+ * W<P>_ADDR). X(P, wP) for every port the build has, P a compile-time constant, so that every port's
+ * access is bound to its own bundle at compile time. */
+#if MMFREE_WEIGHT_PORTS > 1
+#define MMFREE_WPORT_1(X) X(1, w1)
+#else
+#define MMFREE_WPORT_1(X)
+#endif
+#if MMFREE_WEIGHT_PORTS > 2
+#define MMFREE_WPORT_2(X) X(2, w2)
+#else
+#define MMFREE_WPORT_2(X)
+#endif
+#if MMFREE_WEIGHT_PORTS > 3
+#define MMFREE_WPORT_3(X) X(3, w3)
+#else
+#define MMFREE_WPORT_3(X)
+#endif
+#if MMFREE_WEIGHT_PORTS > 4
+#define MMFREE_WPORT_4(X) X(4, w4)
+#else
+#define MMFREE_WPORT_4(X)
+#endif
+#if MMFREE_WEIGHT_PORTS > 5
+#define MMFREE_WPORT_5(X) X(5, w5)
+#else
+#define MMFREE_WPORT_5(X)
+#endif
+#define MMFREE_WPORTS_AFTER0(X) MMFREE_WPORT_1(X) MMFREE_WPORT_2(X) MMFREE_WPORT_3(X) MMFREE_WPORT_4(X) MMFREE_WPORT_5(X)
+#define MMFREE_EACH_WPORT(X) X(0, w0) MMFREE_WPORTS_AFTER0(X)
+#define MMFREE_WPARAM_(P, W) , const ::mmfree::word_t *W
+#define MMFREE_WARG_(P, W) , W
+/* parameter list "const word_t *w0, const word_t *w1, ..." and argument list "w0, w1, ..." */
+#define MMFREE_WPORT_PARAMS const ::mmfree::word_t *w0 MMFREE_WPORTS_AFTER0(MMFREE_WPARAM_)
+#define MMFREE_WPORT_ARGS w0 MMFREE_WPORTS_AFTER0(MMFREE_WARG_)
+
+namespace mmfree {
+
 /* base-3 byte -> five 2-bit two's complement codes, code j in bits [2j+1:2j] (10-bit ROM) */
 static const uint16_t BASE3_LUT[256] = {
     0x3ff, 0x3fc, 0x3fd, 0x3f3, 0x3f0, 0x3f1, 0x3f7, 0x3f4, 0x3f5, 0x3cf, 0x3cc, 0x3cd,
@@ -123,19 +163,46 @@ inline int beats_per_row(int k, int packing) { return (int)(row_bytes(k, packing
 inline int lanes_per_beat(int packing) { return PORT_BYTES * codes_per_byte(packing); }
 
 /* Ternary product of `rows` packed rows starting at beat `base` of every port's buffer.
- * acc[p][r] receives row p*rpp + r, rpp = ceil(rows / PORTS). */
-inline void ternary_matvec(const word_t *w0, const word_t *w1, const word_t *w2, const word_t *w3,
-                           uint64_t base, int rows, int k, int packing,
+ * acc[p][r] receives row p*rpp + r, rpp = ceil(rows / PORTS): port p streams rows
+ * [p*rpp, min(rows, (p+1)*rpp)) as one sequential run of n[p] = rows_p * beats bus words, word i of
+ * the flattened loop at w_p[pbase[p] + i] (a linear address: one long burst per port).
+ * Each port's read is its own statically bound access (mv_port<P> on pointer wP, no run-time
+ * choice between m_axi bundles); all ports step in the same II=1 iteration on the same beat. */
+template <int P>
+inline void mv_port(const word_t *w, const uint64_t pbase[PORTS], const int n[PORTS], int i, int r, bool first,
+                    bool last, const int8_t *qb, int packing, int32_t part[PORTS], int32_t acc[PORTS][MAX_RPP]) {
+#pragma HLS INLINE
+    if (i < n[P]) {
+        const int32_t a = (first ? 0 : part[P]) + dot_word(w[pbase[P] + (uint64_t)i], qb, packing);
+        part[P] = a;
+        if (last) acc[P][r] = a;
+    }
+}
+
+#define MMFREE_MV_PORT_(P, W) mv_port<P>(W, pbase, n, i, r, b == 0, b == beats - 1, qb, packing, part, acc);
+
+inline void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, int packing,
                            const int8_t q[MAX_BEATS][MAX_LANES], int32_t acc[PORTS][MAX_RPP]) {
 #pragma HLS INLINE off
     const int beats = beats_per_row(k, packing);
     const int rpp = (rows + PORTS - 1) / PORTS;
     const int total = rpp * beats;
     int32_t part[PORTS];
+    uint64_t pbase[PORTS];
+    int n[PORTS];
 #pragma HLS ARRAY_PARTITION variable=part complete
+#pragma HLS ARRAY_PARTITION variable=pbase complete
+#pragma HLS ARRAY_PARTITION variable=n complete
+    int left = rows;          /* rows not yet given to a port (counters: no divide per port) */
+    uint64_t pb = base;
     for (int p = 0; p < PORTS; p++) {
 #pragma HLS UNROLL
+        const int rp = left < rpp ? (left > 0 ? left : 0) : rpp;
         part[p] = 0;
+        pbase[p] = pb;
+        n[p] = rp * beats;
+        left -= rpp;
+        pb += (uint64_t)rpp * (uint64_t)beats;
     }
     int r = 0, b = 0;
     MMFREE_COUNT(MMFREE_CYC_MV, total);
@@ -143,23 +210,15 @@ inline void ternary_matvec(const word_t *w0, const word_t *w1, const word_t *w2,
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_RPP*MAX_BEATS
         const int8_t *qb = q[b];
-        for (int p = 0; p < PORTS; p++) {
-#pragma HLS UNROLL
-            const int row = p * rpp + r;
-            if (row < rows) {
-                const word_t *wp = p == 0 ? w0 : (p == 1 ? w1 : (p == 2 ? w2 : w3));
-                const word_t w = wp[base + (uint64_t)row * (uint64_t)beats + (uint64_t)b];
-                const int32_t a = (b == 0 ? 0 : part[p]) + dot_word(w, qb, packing);
-                part[p] = a;
-                if (b == beats - 1) acc[p][r] = a;
-            }
-        }
+        MMFREE_EACH_WPORT(MMFREE_MV_PORT_)
         if (++b == beats) {
             b = 0;
             ++r;
         }
     }
 }
+
+#undef MMFREE_MV_PORT_
 
 }  // namespace mmfree
 

@@ -4,14 +4,15 @@
  * The top function's INTERFACE pragmas use these offsets (hls/mmfree_kernel/mmfree_kernel.cpp),
  * the C-simulation ABI reads a register-file image at these offsets (hls/csim/mmfree_csim_api.cpp),
  * and the Python driver parses this file (python/mmfree/csim.py: parse_regs). Keep one
- * `#define NAME 0xOFFSET` per line; stable from version 1 on: new registers only get new offsets.
+ * `#define NAME 0xOFFSET` per line; stable from version 1 on: new registers only get new offsets
+ * (version 2 added W4_ADDR, W5_ADDR for the six weight ports of Zynq UltraScale+ boards).
  *
  * Every address register is 64 bits: low word at OFFSET, high word at OFFSET + 4.
  */
 #ifndef MMFREE_REGS_H
 #define MMFREE_REGS_H
 
-#define MMFREE_REGS_VERSION 1
+#define MMFREE_REGS_VERSION 2
 
 /* ap_ctrl_hs block (Vitis HLS standard) */
 #define MMFREE_REG_CTRL        0x00  /* bit0 ap_start, bit1 ap_done, bit2 ap_idle, bit3 ap_ready, bit7 auto_restart */
@@ -32,13 +33,18 @@
 #define MMFREE_REG_H_ADDR      0x4c  /* float32[d]: this layer's recurrent state (LAYER reads+writes) */
 #define MMFREE_REG_EMB_ADDR    0x58  /* uint16 bf16 bits [V][d]: embedding table (EMBED reads) */
 #define MMFREE_REG_OUT_ADDR    0x64  /* float32[V]: logits (HEAD writes) */
+/* Weight ports: a build has MMFREE_WEIGHT_PORTS of them (boards.json weight_ports: 6 on KV260 and
+ * ZCU104, 2 on PYNQ-Z2). The driver writes the same blob address into W0..W(ports-1); the kernel
+ * has no registers for the ports it lacks (writes there are ignored, the C-sim ABI ignores them). */
 #define MMFREE_REG_W0_ADDR     0x70  /* layer blob (LAYER) or head blob (HEAD), weight port 0 */
 #define MMFREE_REG_W1_ADDR     0x7c  /* the same blob address again, weight port 1 */
-#define MMFREE_REG_W2_ADDR     0x88  /* same, port 2 (boards with 4 weight ports) */
-#define MMFREE_REG_W3_ADDR     0x94  /* same, port 3 (boards with 4 weight ports) */
+#define MMFREE_REG_W2_ADDR     0x88  /* same, port 2 (boards with >= 3 weight ports) */
+#define MMFREE_REG_W3_ADDR     0x94  /* same, port 3 (boards with >= 4 weight ports) */
+#define MMFREE_REG_W4_ADDR     0xa0  /* same, port 4 (boards with >= 5 weight ports) */
+#define MMFREE_REG_W5_ADDR     0xac  /* same, port 5 (boards with 6 weight ports) */
 
-#define MMFREE_REG_SPAN        0xa0  /* bytes of the register file */
-#define MMFREE_MAX_WEIGHT_PORT_REGS 4
+#define MMFREE_REG_SPAN        0xb8  /* bytes of the register file */
+#define MMFREE_MAX_WEIGHT_PORT_REGS 6
 
 /* ops */
 #define MMFREE_OP_EMBED 0  /* x = bf16->f32(emb[token]) */

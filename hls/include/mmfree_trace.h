@@ -26,7 +26,7 @@
 #ifndef __SYNTHESIS__
 
 /* prefix: projection ("i", "f", "g", "o", "gate_up", "down", "lm_head") or "" for layer-level
- * values; name: "absmax", "q", "acc", "scale", "out" or "f", "state", "o_in", "z", "x".
+ * values; name: "absmax", "q", "acc", "scale", "out" or "forget" (the MLGRU forget gate), "state", "o_in", "z", "x".
  * data[0..count) are elements offset..offset+count of the named vector. */
 typedef void (*mmfree_trace_fn)(const char *prefix, const char *name, int dtype, const void *data,
                                 uint64_t offset, uint64_t count, void *ctx);

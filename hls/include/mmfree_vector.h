@@ -72,18 +72,27 @@ inline void quantize_mul(const float *v, const float *g, int n, float s, int lan
     }
 }
 
-/* out[row] = float(acc[row]) * scale, rows in port order (row = p * rpp + r) */
+/* out[p * rpp + r] = float(acc[p][r]) * scale, rpp = ceil(rows / PORTS): one pass per port over its
+ * rows in blocks of VEC_LANES, (port, block) counters instead of a divide: PORTS * ceil(rpp / lanes)
+ * iterations. A block's lanes read one port's acc[p][rb..rb+15] and write out[p*rpp + rb + j]. */
 inline void scale_out(const int32_t acc[PORTS][MAX_RPP], int rows, float scale, float *out) {
     const int rpp = (rows + PORTS - 1) / PORTS;
-    const int nb = nblocks(rows);
-    MMFREE_COUNT(MMFREE_CYC_VEC, nb);
-    for (int b = 0; b < nb; b++) {
+    const int total = PORTS * nblocks(rpp);
+    MMFREE_COUNT(MMFREE_CYC_VEC, total);
+    int p = 0, rb = 0, row0 = 0; /* row0 = p * rpp */
+    for (int i = 0; i < total; i++) {
 #pragma HLS PIPELINE II=1
-#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_VBLK
+#pragma HLS LOOP_TRIPCOUNT min=1 max=PORTS*((MAX_RPP+VEC_LANES-1)/VEC_LANES)
         for (int j = 0; j < VEC_LANES; j++) {
 #pragma HLS UNROLL
-            const int k = b * VEC_LANES + j;
-            if (k < rows) out[k] = (float)acc[k / rpp][k % rpp] * scale;
+            const int r = rb + j;
+            if (r < rpp && row0 + r < rows) out[row0 + r] = (float)acc[p][r] * scale;
+        }
+        rb += VEC_LANES;
+        if (rb >= rpp) {
+            rb = 0;
+            ++p;
+            row0 += rpp;
         }
     }
 }

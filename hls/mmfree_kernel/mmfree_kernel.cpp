@@ -18,13 +18,24 @@ namespace {
 
 const int MAX_PRM_BEATS = (MAX_PRM * 4 + PORT_BYTES - 1) / PORT_BYTES;
 
-/* weight ports as an array for the helpers (unused ones alias port 0 and are never read) */
-struct Ports {
-    const word_t *w0, *w1, *w2, *w3;
-};
+/* One port's share of a params burst: beats [P*per, min(nbeats, (P+1)*per)) through its own bundle. */
+template <int P>
+inline void prm_port(const word_t *w, uint64_t base, int per, int nbeats, int i, float *prm) {
+#pragma HLS INLINE
+    const int idx = P * per + i;
+    if (idx < nbeats) {
+        const word_t v = w[base + (uint64_t)idx];
+        for (int j = 0; j < FLOATS_PER_BEAT; j++) {
+#pragma HLS UNROLL
+            prm[idx * FLOATS_PER_BEAT + j] = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
+        }
+    }
+}
+
+#define MMFREE_PRM_PORT_(P, W) prm_port<P>(W, base, per, nbeats, i, prm);
 
 /* params block of a blob -> on-chip floats, all weight ports in parallel */
-void load_params(const Ports &wp, uint64_t byte_off, int nfloats, float *prm) {
+void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, float *prm) {
     const uint64_t base = byte_off / PORT_BYTES;
     const int nbeats = (nfloats * 4 + PORT_BYTES - 1) / PORT_BYTES;
     const int per = (nbeats + PORTS - 1) / PORTS;
@@ -32,20 +43,11 @@ void load_params(const Ports &wp, uint64_t byte_off, int nfloats, float *prm) {
     for (int i = 0; i < per; i++) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_PRM_BEATS
-        for (int p = 0; p < PORTS; p++) {
-#pragma HLS UNROLL
-            const int idx = p * per + i;
-            if (idx < nbeats) {
-                const word_t *w = p == 0 ? wp.w0 : (p == 1 ? wp.w1 : (p == 2 ? wp.w2 : wp.w3));
-                const word_t v = w[base + (uint64_t)idx];
-                for (int j = 0; j < FLOATS_PER_BEAT; j++) {
-#pragma HLS UNROLL
-                    prm[idx * FLOATS_PER_BEAT + j] = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
-                }
-            }
-        }
+        MMFREE_EACH_WPORT(MMFREE_PRM_PORT_)
     }
 }
+
+#undef MMFREE_PRM_PORT_
 
 /* float32[n] from DDR words */
 void read_vec(const word_t *src, int n, float *dst) {
@@ -102,17 +104,20 @@ float bitlinear_in(const char *name, const float *v, const float *g, int k, int 
     return m;
 }
 
-void bitlinear_rows(const char *name, const Ports &wp, uint64_t off, int row0, int rows, int k, int packing,
+void bitlinear_rows(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int row0, int rows, int k, int packing,
                     float scale, float *out) {
     const uint64_t base = off / PORT_BYTES + (uint64_t)row0 * (uint64_t)beats_per_row(k, packing);
-    ternary_matvec(wp.w0, wp.w1, wp.w2, wp.w3, base, rows, k, packing, q_buf, acc_buf);
+    ternary_matvec(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, acc_buf);
     scale_out(acc_buf, rows, scale, out);
 #ifndef __SYNTHESIS__
     if (MMFREE_TRACE_ON()) {
         const int rpp = (rows + PORTS - 1) / PORTS;
-        for (int r = 0; r < rows; r++) {
-            const int32_t a = acc_buf[r / rpp][r % rpp];
-            MMFREE_TRACE(name, "acc", MMFREE_T_I32, &a, (uint64_t)(row0 + r), 1);
+        for (int p = 0, r = 0, k = 0; k < rows; k++) {
+            MMFREE_TRACE(name, "acc", MMFREE_T_I32, &acc_buf[p][r], (uint64_t)(row0 + k), 1);
+            if (++r == rpp) {
+                r = 0;
+                ++p;
+            }
         }
         MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)rows);
     }
@@ -121,12 +126,12 @@ void bitlinear_rows(const char *name, const Ports &wp, uint64_t off, int row0, i
 #endif
 }
 
-float bitlinear(const char *name, const Ports &wp, uint64_t off, int rows, int k, int packing, const float *v,
+float bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const float *v,
                 const float *g, float alpha, float rscale, float *out) {
     const float m = bitlinear_in(name, v, g, k, packing);
     const float scale = out_scale(alpha, m, rscale);
     MMFREE_TRACE(name, "scale", MMFREE_T_F32, &scale, 0, 1);
-    bitlinear_rows(name, wp, off, 0, rows, k, packing, scale, out);
+    bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out);
     return scale;
 }
 
@@ -148,9 +153,9 @@ void op_embed(int d, int token, const uint16_t *emb, word_t *x) {
     write_vec(x, 0, x_buf, d);
 }
 
-void op_layer(int d, int inter, int packing, word_t *x, word_t *h, const Ports &wp) {
+void op_layer(int d, int inter, int packing, word_t *x, word_t *h, MMFREE_WPORT_PARAMS) {
     float *prm = prm_buf;
-    load_params(wp, layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
+    load_params(MMFREE_WPORT_ARGS, layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
     const float *alpha = prm;
     const float *attn_norm = prm + layer_vec_index(V_ATTN_NORM, d, inter);
     const float *mlp_norm = prm + layer_vec_index(V_MLP_NORM, d, inter);
@@ -167,12 +172,12 @@ void op_layer(int d, int inter, int packing, word_t *x, word_t *h, const Ports &
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
     const float rs = block_rscale(x_buf, attn_norm, d);
-    bitlinear("i", wp, layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
-    bitlinear("f", wp, layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
-    bitlinear("g", wp, layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
+    bitlinear("i", MMFREE_WPORT_ARGS, layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
+    bitlinear("f", MMFREE_WPORT_ARGS, layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
+    bitlinear("g", MMFREE_WPORT_ARGS, layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
 #ifndef __SYNTHESIS__
     mlgru(yi_buf, yf_buf, lb, h_buf, f_trace, d);
-    MMFREE_TRACE("", "f", MMFREE_T_F32, f_trace, 0, (uint64_t)d);
+    MMFREE_TRACE("", "forget", MMFREE_T_F32, f_trace, 0, (uint64_t)d);
 #else
     mlgru(yi_buf, yf_buf, lb, h_buf, 0, d);
 #endif
@@ -180,16 +185,16 @@ void op_layer(int d, int inter, int packing, word_t *x, word_t *h, const Ports &
     const float r_g = rms_factor(yg_buf, d);
     const float r_o = gate_out(yg_buf, r_g, g_norm, h_buf, o_buf, d);
     MMFREE_TRACE("", "o_in", MMFREE_T_F32, o_buf, 0, (uint64_t)d);
-    bitlinear("o", wp, layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
+    bitlinear("o", MMFREE_WPORT_ARGS, layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
     residual(x_buf, y_buf, d);
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
     const float rs2 = block_rscale(x_buf, mlp_norm, d);
-    bitlinear("gate_up", wp, layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
+    bitlinear("gate_up", MMFREE_WPORT_ARGS, layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
               alpha[P_GATE_UP], rs2, gu_buf);
     const float r_z = swiglu(gu_buf, z_buf, inter);
     MMFREE_TRACE("", "z", MMFREE_T_F32, z_buf, 0, (uint64_t)inter);
-    bitlinear("down", wp, layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
+    bitlinear("down", MMFREE_WPORT_ARGS, layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
               alpha[P_DOWN], r_z, y_buf);
     residual(x_buf, y_buf, d);
     MMFREE_TRACE("", "x", MMFREE_T_F32, x_buf, 0, (uint64_t)d);
@@ -198,9 +203,9 @@ void op_layer(int d, int inter, int packing, word_t *x, word_t *h, const Ports &
     write_vec(h, 0, h_buf, d);
 }
 
-void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, const Ports &wp) {
+void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, MMFREE_WPORT_PARAMS) {
     float *prm = prm_buf;
-    load_params(wp, head_params_offset(d, vocab, packing), head_params_floats(d), prm);
+    load_params(MMFREE_WPORT_ARGS, head_params_offset(d, vocab, packing), head_params_floats(d), prm);
     const float alpha = prm[0];
     const float *final_norm = prm + head_vec_index(V_FINAL_NORM, d);
     const float *gain = prm + head_vec_index(V_GAIN_HEAD, d);
@@ -212,7 +217,7 @@ void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, const 
     for (int row0 = 0; row0 < vocab; row0 += HEAD_CHUNK) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_CHUNK-1)/HEAD_CHUNK
         const int rows = vocab - row0 < HEAD_CHUNK ? vocab - row0 : HEAD_CHUNK;
-        bitlinear_rows("lm_head", wp, 0, row0, rows, d, packing, scale, out_buf);
+        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, 0, row0, rows, d, packing, scale, out_buf);
         write_vec(out, row0, out_buf, rows);
     }
 }
@@ -221,7 +226,7 @@ void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, const 
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
                    word_t *x, word_t *h, const uint16_t *emb, word_t *out,
-                   const word_t *w0 MMFREE_W1_PARAM MMFREE_W23_PARAMS) {
+                   MMFREE_WPORT_PARAMS) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
 #pragma HLS INTERFACE s_axilite port=d offset=0x18 bundle=control
@@ -246,22 +251,18 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #if MMFREE_WEIGHT_PORTS > 2
 #pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
 #pragma HLS INTERFACE s_axilite port=w2 offset=0x88 bundle=control
+#endif
+#if MMFREE_WEIGHT_PORTS > 3
 #pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
 #pragma HLS INTERFACE s_axilite port=w3 offset=0x94 bundle=control
 #endif
-    Ports wp;
-    wp.w0 = w0;
-#if MMFREE_WEIGHT_PORTS > 1
-    wp.w1 = w1;
-#else
-    wp.w1 = w0;
+#if MMFREE_WEIGHT_PORTS > 4
+#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE s_axilite port=w4 offset=0xa0 bundle=control
 #endif
-#if MMFREE_WEIGHT_PORTS > 2
-    wp.w2 = w2;
-    wp.w3 = w3;
-#else
-    wp.w2 = w0;
-    wp.w3 = w0;
+#if MMFREE_WEIGHT_PORTS > 5
+#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 || vocab > (uint32_t)MAX_V ||
         packing > 1u)
@@ -269,8 +270,8 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     if (op == MMFREE_OP_EMBED) {
         if (token < vocab) op_embed((int)d, (int)token, emb, x);
     } else if (op == MMFREE_OP_LAYER) {
-        op_layer((int)d, (int)inter, (int)packing, x, h, wp);
+        op_layer((int)d, (int)inter, (int)packing, x, h, MMFREE_WPORT_ARGS);
     } else if (op == MMFREE_OP_HEAD) {
-        op_head((int)d, (int)vocab, (int)packing, x, out, wp);
+        op_head((int)d, (int)vocab, (int)packing, x, out, MMFREE_WPORT_ARGS);
     }
 }

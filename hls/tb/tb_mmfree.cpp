@@ -6,7 +6,7 @@
  * Each file (written by tests/test_csim_kernel.py from GoldenModel traces) holds one kernel call:
  *   "regs"  u32 [op, d, inter, vocab, packing, token]
  *   inputs  "x", "h" (f32), "emb" (u16), "blob" (u8: layer or head blob)
- *   "expect/<name>"  every intermediate of golden's trace ("i.q", "i.acc", "f", "state", ...)
+ *   "expect/<name>"  every intermediate of golden's trace ("i.q", "i.acc", "forget", "state", ...)
  *   "expect/x_out", "expect/h_out", "expect/out"   buffers after the call
  * Entry format (little-endian): u32 name length, name, u32 dtype (0 f32, 1 i32, 2 i8, 3 u8,
  * 4 u16, 5 u32), u64 count, count elements. The file starts with the 8 bytes "MMFVEC1\n".
@@ -154,6 +154,8 @@ long compare_buf(const char *name, const Buf &b, const Entry *want) {
     return bad;
 }
 
+#define TB_W_(P, W) , w /* every weight port gets the blob's address, as the driver writes it */
+
 int run_file(const char *path) {
     Vectors v;
     if (!load(path, v)) return 1;
@@ -182,14 +184,7 @@ int run_file(const char *path) {
     ::mmfree::csim_state().ctx = &c;
     const word_t *w = (const word_t *)blob.p;
     mmfree_kernel(op, d, inter, vocab, packing, token, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
-                  (word_t *)out.p, w
-#if MMFREE_WEIGHT_PORTS > 1
-                  , w
-#endif
-#if MMFREE_WEIGHT_PORTS > 2
-                  , w, w
-#endif
-    );
+                  (word_t *)out.p, w MMFREE_WPORTS_AFTER0(TB_W_));
     ::mmfree::csim_state().trace = 0;
 
     long bad = c.mismatches;

@@ -13,6 +13,18 @@ Every pipelined loop of the kernel belongs to one class; a loop of N iterations 
 and clock come from python/mmfree/data/boards.json, the pipeline constants from
 hls/include/mmfree_config.h (the one place for each).
 
+Per token (``Machine.token``) the kernel is sequential: vector passes, parameter loads and pipeline
+fills run between the weight streams, never under them. So a token takes
+
+    stream_s   = the weight stream: max(matvec iterations / clock,
+                                        code bytes / (DDR peak x ddr_efficiency))
+                 i.e. the codes at min(port capacity, DDR bandwidth x efficiency)
+    overhead_s = every other cycle (vec, red, mem classes and the matvec pipeline fills) / clock
+    token_s    = stream_s + overhead_s,    stream_fraction = stream_s / token_s
+
+and, for the "which binds" question, compute_s = all cycles / clock (DDR infinitely fast) against
+ddr_s = all bytes of a token at the DDR peak: "DDR" binds when ddr_s >= compute_s.
+
     python -m mmfree.cycles            # the table: boards x models x packings
 """
 
@@ -28,6 +40,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 BOARDS_JSON = os.path.join(HERE, "data", "boards.json")
 CONFIG_H = os.path.join(ROOT, "hls", "include", "mmfree_config.h")
 CLASSES = ("mv", "vec", "red", "mem")
+DDR_EFFICIENCY = 0.85  # fraction of the DDR peak a long sequential read stream gets (85-94% in practice: low end)
 
 MODELS = {  # released sizes: (d, layers, I, vocab)
     "370M": (1024, 24, 2816, 32000),
@@ -70,6 +83,7 @@ class Machine:
         self.port_bytes = int(b["port_bits"]) // 8
         self.clock_hz = float(b["clock_mhz"]) * 1e6
         self.ddr_bps = float(b["ddr_peak_gbps"]) * 1e9
+        self.port_bps = self.ports * self.port_bytes * self.clock_hz  # weight-port capacity, bytes/s
         self.max_d, self.max_inter, self.max_vocab = int(b["max_d"]), int(b["max_inter"]), int(b["max_vocab"])
         self.max_layers = int(b["max_layers"])
         self.ddr_bytes = int(b["ddr_bytes"])
@@ -103,8 +117,9 @@ class Machine:
             add("vec", self._nb(self.beats(k, packing) * lanes))   # quantize (padded row)
 
         def rows_out(rows, k):
-            add("mv", _cdiv(rows, self.ports) * self.beats(k, packing))
-            add("vec", self._nb(rows))                             # out = acc * scale
+            rpp = _cdiv(rows, self.ports)
+            add("mv", rpp * self.beats(k, packing))
+            add("vec", self.ports * self._nb(rpp))                 # out = acc * scale, per port
 
         if op == "embed":
             add("mem", d)
@@ -151,27 +166,42 @@ class Machine:
         return {c: n * self.ii[c] + loops * self.depth[c] for c, (n, loops) in trips.items()}
 
     # ------------------------------------------------------------------ per token
-    def token(self, d: int, layers: int, inter: int, vocab: int, packing: str) -> dict:
-        """Modeled cycles and DDR bytes of one decode token (embed + layers + head)."""
+    def token(self, d: int, layers: int, inter: int, vocab: int, packing: str,
+              ddr_efficiency: float = DDR_EFFICIENCY) -> dict:
+        """Modeled time of one decode token (embed + layers + head), see the module docstring.
+
+        Keys: stream_s, overhead_s, token_s, stream_fraction (the per-token breakdown); compute_s,
+        ddr_s, binds (all cycles at the clock vs all bytes at the DDR peak); cycles, cycles_by_class,
+        stream_cycles, overhead (cycle fraction beyond the stream iterations), layer_cycles,
+        code_bytes, ddr_bytes, port_s, tok_s (= 1 / token_s), fits.
+        """
         tr = {op: self.trips(op, d, inter, vocab, packing) for op in ("embed", "layer", "head")}
         cyc = {op: self.cycles(t) for op, t in tr.items()}
         total = {c: cyc["embed"][c] + layers * cyc["layer"][c] + cyc["head"][c] for c in CLASSES}
         cycles = sum(total.values())
         stream = tr["embed"]["mv"][0] + layers * tr["layer"]["mv"][0] + tr["head"]["mv"][0]
-        layer_blob = sum(r * pk.row_bytes(k, packing) for r, k in
-                         ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter))) + 4 * (8 + 9 * _pad4(d) + _pad4(inter))
-        head_blob = vocab * pk.row_bytes(d, packing) + 4 * (8 + 2 * _pad4(d))
+        layer_codes = sum(r * pk.row_bytes(k, packing) for r, k in
+                          ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter)))
+        layer_blob = layer_codes + 4 * (8 + 9 * _pad4(d) + _pad4(inter))
+        head_codes = vocab * pk.row_bytes(d, packing)
+        head_blob = head_codes + 4 * (8 + 2 * _pad4(d))
+        code_bytes = layers * layer_codes + head_codes
         vec_io = 2 * d + 4 * _pad4(d) + layers * 4 * 4 * _pad4(d) + 4 * _pad4(d) + 4 * _pad4(vocab)
         ddr_bytes = layers * layer_blob + head_blob + vec_io
         compute_s = cycles / self.clock_hz
         ddr_s = ddr_bytes / self.ddr_bps
+        port_s = stream / self.clock_hz
+        stream_s = max(port_s, code_bytes / (self.ddr_bps * ddr_efficiency))
+        overhead_s = (cycles - stream) / self.clock_hz
+        token_s = stream_s + overhead_s
         return {
+            "stream_s": stream_s, "overhead_s": overhead_s, "token_s": token_s,
+            "stream_fraction": stream_s / token_s, "ddr_efficiency": ddr_efficiency,
+            "compute_s": compute_s, "ddr_s": ddr_s, "binds": "DDR" if ddr_s >= compute_s else "compute",
             "cycles": cycles, "cycles_by_class": total, "stream_cycles": stream,
             "overhead": (cycles - stream) / cycles, "layer_cycles": sum(cyc["layer"].values()),
-            "ddr_bytes": ddr_bytes, "compute_s": compute_s, "ddr_s": ddr_s,
-            "port_s": stream * 1.0 / self.clock_hz,
-            "binds": "compute" if compute_s > ddr_s else "DDR",
-            "tok_s": 1.0 / max(compute_s, ddr_s),
+            "code_bytes": code_bytes, "ddr_bytes": ddr_bytes, "port_s": port_s,
+            "tok_s": 1.0 / token_s,
             "fits": d <= self.max_d and inter <= self.max_inter and vocab <= self.max_vocab
             and layers <= self.max_layers and ddr_bytes < self.ddr_bytes,
         }
@@ -190,12 +220,15 @@ def table(packings=("2bit", "base3")) -> list:
 
 def format_table(rows=None) -> str:
     rows = rows if rows is not None else table()
-    out = ["| board | model | packing | Mcycles/token | compute ms | DDR ms (peak) | binds | overhead | tok/s | fits |",
-           "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
+    eff = rows[0]["ddr_efficiency"] if rows else DDR_EFFICIENCY
+    out = ["| board | model | packing | Mcycles/token | compute ms | DDR ms (peak) | binds | "
+           f"stream ms ({100 * eff:.0f}% DDR) | overhead ms | stream fraction | tok/s | fits |",
+           "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|"]
     for r in rows:
         out.append(f"| {r['board']} | {r['model']} | {r['packing']} | {r['cycles'] / 1e6:.3f} | "
                    f"{r['compute_s'] * 1e3:.2f} | {r['ddr_s'] * 1e3:.2f} | {r['binds']} | "
-                   f"{100 * r['overhead']:.1f}% | {r['tok_s']:.1f} | {'yes' if r['fits'] else 'no'} |")
+                   f"{r['stream_s'] * 1e3:.2f} | {r['overhead_s'] * 1e3:.2f} | {r['stream_fraction']:.3f} | "
+                   f"{r['tok_s']:.1f} | {'yes' if r['fits'] else 'no'} |")
     return "\n".join(out)
 
 

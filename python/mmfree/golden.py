@@ -116,7 +116,8 @@ class GoldenModel:
         x = x + self.bitlinear(p + "down", z * v[p + "down.gain"], nx.rms_factor(z), trace)
         if trace is not None:
             trace[p + "state"] = hs
-            trace[p + "f"], trace[p + "o_in"], trace[p + "z"], trace[p + "x"] = f, o, z, x
+            # vector keys never equal a projection's (i, f, g, o, gate_up, down: their trace dicts)
+            trace[p + "forget"], trace[p + "o_in"], trace[p + "z"], trace[p + "x"] = f, o, z, x
         return x, h
 
     def head(self, x: np.ndarray, trace: Optional[dict] = None) -> np.ndarray:
