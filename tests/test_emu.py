@@ -201,3 +201,16 @@ def test_emu_overlay_without_library():
                 del os.environ["MMFREE_CSIM_LIB"]
             else:
                 os.environ["MMFREE_CSIM_LIB"] = old
+
+
+def test_bench_script_runs(csim_lib, packed_cache):
+    """scripts/bench_emu.py on a tiny model (numbers are not asserted: speed is measured, not tested)."""
+    import importlib.util
+
+    _, path = packed_cache("tiny", "2bit")
+    spec = importlib.util.spec_from_file_location("bench_emu", os.path.join(ROOT, "scripts", "bench_emu.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = mod.bench(path, 2)
+    assert r["kernel_calls_per_token"] == 3 and r["decode_tokens_per_s"] > 0
+    assert r["mmio_reads_per_token"] >= 3 and r["mmio_writes_per_token"] >= 3
