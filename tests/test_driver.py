@@ -262,3 +262,52 @@ def test_module_imports_without_pynq():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "_IPBase"
+
+
+FAKE_PYNQ = '''
+class _MMIO:
+    def __init__(self, base, length):
+        self.regs = {}
+    def read(self, offset=0, length=4):
+        return self.regs.get(offset, 4)
+    def write(self, offset, value):
+        self.regs[offset] = value
+
+class DefaultIP:
+    _registry = {}
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        for v in getattr(cls, "bindto", []):
+            DefaultIP._registry[v] = cls
+    def __init__(self, description):
+        self.description = description
+        self.mmio = _MMIO(description["phys_addr"], description["addr_range"])
+    def read(self, offset=0):
+        return self.mmio.read(offset)
+    def write(self, offset, value):
+        self.mmio.write(offset, value)
+'''
+
+
+def test_binds_to_a_pynq_defaultip(csim_lib, packed_cache, tmp_path):
+    """With pynq importable, MMFreeKernel is a DefaultIP subclass registered by VLNV; the same class
+    still runs over the emulator's register file."""
+    (tmp_path / "pynq").mkdir()
+    (tmp_path / "pynq" / "__init__.py").write_text(FAKE_PYNQ)
+    _, path = packed_cache("tiny", "base3")
+    code = f"""
+import numpy as np, pynq
+import mmfree.driver as d
+from mmfree import emu
+from mmfree.golden import GoldenModel
+assert d.HAVE_PYNQ and issubclass(d.MMFreeKernel, pynq.DefaultIP)
+assert pynq.DefaultIP._registry[d.VLNV] is d.MMFreeKernel
+ip = d.MMFreeKernel({{"phys_addr": 0xA0000000, "addr_range": 0x10000}})   # a board description
+assert type(ip.mmio).__name__ == "_MMIO" and ip.ctrl() == 4
+acc = d.Accelerator(emu.Overlay(board="{BOARD}"), {path!r})
+assert np.array_equal(acc.step(3), GoldenModel({path!r}).step(3))
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(ROOT, "python")]), MMFREE_PYNQ="1")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
