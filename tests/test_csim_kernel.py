@@ -206,6 +206,26 @@ def test_testbench_pynq_z2_two_64bit_ports(vectors):
     assert "2 weight ports x 64 bits" in r.stdout
 
 
+@pytest.mark.parametrize("ports", [1, 5])
+def test_testbench_other_port_counts(vectors, tmp_path, ports):
+    """The kernel takes any 1..6 weight ports: builds with 1 and 5 ports (uneven row split, ports with
+    fewer rows, lm_head rows < ports x lanes) pass the same golden vectors."""
+    hdr = open(os.path.join(BUILD, "mmfree_board.h")).read()
+    assert "#define MMFREE_WEIGHT_PORTS 6" in hdr
+    (tmp_path / "mmfree_board.h").write_text(hdr.replace("MMFREE_WEIGHT_PORTS 6", f"MMFREE_WEIGHT_PORTS {ports}"))
+    exe = str(tmp_path / "tb")
+    cmd = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-uninitialized",
+           "-Wno-maybe-uninitialized", "-ffp-contract=off", "-isystem", os.path.join(ROOT, "build", "ap_types"),
+           "-I", str(tmp_path), "-I", os.path.join(ROOT, "hls", "include"), "-I", os.path.join(ROOT, "hls", "mmfree_kernel"),
+           "-o", exe, KERNEL_CPP, os.path.join(ROOT, "hls", "tb", "tb_mmfree.cpp")]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s48", "base3")) for f, _ in vectors[key]]
+    r = run_tb(files, tb=exe)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert f"{ports} weight ports x 128 bits" in r.stdout
+
+
 def _bitflip_file(src, dst, packing, path):
     """Copy a layer vector file with one weight of layers.0.i flipped where its activation is nonzero."""
     with open(src, "rb") as f:
