@@ -1,7 +1,7 @@
 /*
  * DDR layout of a packed model for mmfree_kernel (docs/hardware.md, "Memory layout").
  *
- * Layer blob (one contiguous buffer per layer; W0..W3 all hold its address):
+ * Layer blob (one contiguous buffer per layer; every W register of the build holds its address):
  *   codes  i        d    rows x RB(d) bytes      RB(k) = ceil(k / CPW) * 16, CPW = 64 (2bit) or 80 (base3)
  *   codes  f        d    rows x RB(d)            (each row: python/mmfree/packed.py format, whole 16-byte words)
  *   codes  g        d    rows x RB(d)
