@@ -242,26 +242,26 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE s_axilite port=emb offset=0x58 bundle=control
 #pragma HLS INTERFACE m_axi port=out offset=slave bundle=gmem_io depth=32000 max_read_burst_length=256 max_write_burst_length=256
 #pragma HLS INTERFACE s_axilite port=out offset=0x64 bundle=control
-#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w0 offset=0x70 bundle=control
 #if MMFREE_WEIGHT_PORTS > 1
-#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w1 offset=0x7c bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 2
-#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w2 offset=0x88 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 3
-#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w3 offset=0x94 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 4
-#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w4 offset=0xa0 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 5
-#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=16
+#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 || vocab > (uint32_t)MAX_V ||

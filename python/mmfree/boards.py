@@ -324,7 +324,7 @@ COST_MODEL = {
     "maxi_ro_lut": 1300, "maxi_ro_ff": 2000, "maxi_rw_lut": 2200, "maxi_rw_ff": 3400,
     # m_axi burst buffers: num_outstanding x max_burst_length x width bits (UG1399 m_axi),
     # as in hls/mmfree_kernel/mmfree_kernel.cpp (tests/test_overlay.py checks the pragmas)
-    "w_outstanding": 16, "w_burst": 256, "io_outstanding": 16, "io_burst": 256, "emb_burst": 256,
+    "w_outstanding": 8, "w_burst": 256, "io_outstanding": 16, "io_burst": 256, "emb_burst": 256,
     "emb_bits": 16,
     # block design: SmartConnect per port, s_axilite, AXI INTC, proc_sys_reset
     "smartconnect_lut": 700, "smartconnect_ff": 1000, "axilite_lut": 300, "axilite_ff": 400,
