@@ -54,12 +54,9 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
     if not 0 < ddr_efficiency <= 1:
         raise ValueError(f"ddr_efficiency must be in (0, 1], got {ddr_efficiency}")
     m = cycles.Machine(board)
-    tok = m.token(d, layers, inter, vocab, packing)
-    code_bytes = code_bytes_per_token(d, layers, inter, vocab, packing)
-    ddr_stream_s = tok["ddr_bytes"] / (m.ddr_bps * ddr_efficiency)
-    port_stream_s = tok["stream_cycles"] / m.clock_hz
-    stream_s = max(ddr_stream_s, port_stream_s)
-    compute_extra_s = (tok["cycles"] - tok["stream_cycles"]) / m.clock_hz
+    tok = m.token(d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency)  # stream + kernel overhead
+    code_bytes = tok["code_bytes"]
+    stream_s, compute_extra_s = tok["stream_s"], tok["overhead_s"]
     if driver_s_per_call is None:
         driver_s_per_call = driver_seconds_per_call()
     calls = layers + 2  # embed, one call per layer, head
@@ -73,7 +70,8 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
         "ddr_efficiency_source": DDR_EFFICIENCY_SOURCE,
         "port_capacity_gbps": m.ports * m.port_bytes * m.clock_hz / 1e9,
         "ddr_ceiling_tokens_per_s": m.ddr_bps / code_bytes,
-        "stream_s": stream_s, "stream_bound_by": "ports" if port_stream_s > ddr_stream_s else "DDR",
+        "stream_s": stream_s, "stream_bound_by": "ports" if tok["port_s"] > tok["ddr_s"] / ddr_efficiency else "DDR",
+        "stream_fraction_kernel_only": tok["stream_fraction"],
         "compute_beyond_stream_s": compute_extra_s,
         "driver_s": driver_s, "driver_s_per_call": driver_s_per_call,
         "driver_source": "measured in emulation" if driver_s_per_call else "not measured (0)",
