@@ -106,3 +106,19 @@ def test_bad_checkpoints(tmp_path):
     json.dump(cfg, open(cfg_path, "w"))
     with pytest.raises(FormatError, match="no model.safetensors"):
         HGRNBit.from_pretrained(ck)
+
+
+def test_ternary_cache_never_stale(tmp_path):
+    """Eval after an optimizer step sees the new weights, even when an update skips the version counter."""
+    m = HGRNBit.from_pretrained(make_checkpoint(tmp_path / "ck", "tiny"))
+    ids = torch.randint(0, 101, (1, 6))
+    with torch.no_grad():
+        before = m(ids)
+    m.train()
+    with torch.no_grad():
+        m.lm_head.weight.data.mul_(-1)  # in place through .data: the parameter's version does not change
+        during = m(ids)                 # training mode: codes computed afresh, no cache
+    m.eval()
+    with torch.no_grad():
+        after = m(ids)
+    assert torch.equal(during, after) and not torch.equal(before, after)

@@ -92,13 +92,25 @@ class BitLinear(nn.Module):
         self._codes_cache = None  # (weight version, data pointer, dtype, alpha, codes) for inference
 
     def ternary(self):
-        """(alpha, codes) of the current weight, cached until the weight changes."""
+        """(alpha, codes) of the current weight; cached in eval mode only.
+
+        The cache is dropped whenever the module changes mode (``train()``/``eval()``) and keyed on
+        the weight's version counter, so an optimizer step between evaluations (some fused
+        optimizers update parameters without bumping the version) never leaves stale codes.
+        """
         w = self.weight
+        if self.training:
+            alpha = weight_alpha(w)
+            return alpha, weight_codes(w, alpha).to(w.dtype)
         key = (w._version, w.data_ptr(), w.dtype, w.device)
         if self._codes_cache is None or self._codes_cache[0] != key:
             alpha = weight_alpha(w)
             self._codes_cache = (key, alpha, weight_codes(w, alpha).to(w.dtype))
         return self._codes_cache[1], self._codes_cache[2]
+
+    def train(self, mode: bool = True):
+        self._codes_cache = None
+        return super().train(mode)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         xn = self.norm(x)
