@@ -15,11 +15,18 @@
  * PYNQ-Z2) are not read: they may hold anything, 0 included, as on the hardware, which has no such
  * registers.
  *
+ * Whole-token ops (OP_BODY, OP_TOKEN): LAYERS must be 1..MMFREE_MAX_LAYERS; the W registers hold the
+ * weights arena (mmfree_layout.h), resolved with the extent the op reads: (LAYERS - 1) * layer_stride
+ * + layer_blob_bytes for BODY, arena_bytes (LAYERS layers + head) for TOKEN; H_ADDR with
+ * state_bytes(LAYERS, d) (row l at H_ADDR + 4 * l * pad4(d)); EMB and X as for EMBED; OUT (TOKEN)
+ * as for HEAD. A buffer too short for that extent fails the call naming its register.
+ *
  * Returns 0 on success, or an error code (mmfree_csim_strerror explains it):
  *   MMFREE_CSIM_EREGS    register image shorter than MMFREE_REG_SPAN
  *   MMFREE_CSIM_EOP      unknown op
  *   MMFREE_CSIM_EDIMS    d, I, V, packing outside 1..maxima of this build
  *   MMFREE_CSIM_ETOKEN   token >= V
+ *   MMFREE_CSIM_ELAYERS  LAYERS outside 1..MMFREE_MAX_LAYERS (BODY, TOKEN)
  *   0x1000 + OFFSET      the address register at OFFSET could not be resolved (outside every buffer)
  *   0x2000 + OFFSET      the address register at OFFSET is not 16-byte aligned
  */
@@ -34,6 +41,7 @@
 #define MMFREE_CSIM_EOP    2
 #define MMFREE_CSIM_EDIMS  3
 #define MMFREE_CSIM_ETOKEN 4
+#define MMFREE_CSIM_ELAYERS 5
 #define MMFREE_CSIM_EADDR  0x1000
 #define MMFREE_CSIM_EALIGN 0x2000
 
@@ -63,8 +71,8 @@ int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resol
     if (!regs || nregs * 4 < (size_t)MMFREE_REG_SPAN) return MMFREE_CSIM_EREGS;
     const uint32_t op = regs[MMFREE_REG_OP / 4], d = regs[MMFREE_REG_D / 4], inter = regs[MMFREE_REG_INTER / 4];
     const uint32_t vocab = regs[MMFREE_REG_VOCAB / 4], packing = regs[MMFREE_REG_PACKING / 4];
-    const uint32_t token = regs[MMFREE_REG_TOKEN / 4];
-    if (op > MMFREE_OP_HEAD) return MMFREE_CSIM_EOP;
+    const uint32_t token = regs[MMFREE_REG_TOKEN / 4], layers = regs[MMFREE_REG_LAYERS / 4];
+    if (op > MMFREE_OP_TOKEN) return MMFREE_CSIM_EOP;
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 ||
         vocab > (uint32_t)MAX_V || packing > 1u)
         return MMFREE_CSIM_EDIMS;
@@ -81,15 +89,27 @@ int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resol
     } else if (op == MMFREE_OP_LAYER) {
         if ((e = resolve_reg(regs, MMFREE_REG_H_ADDR, vec_bytes((int)d), resolve, ctx, &h))) return e;
         wbytes = layer_blob_bytes((int)d, (int)inter, (int)packing);
-    } else {
+    } else if (op == MMFREE_OP_HEAD) {
         if ((e = resolve_reg(regs, MMFREE_REG_OUT_ADDR, vec_bytes((int)vocab), resolve, ctx, &out))) return e;
         wbytes = head_blob_bytes((int)d, (int)vocab, (int)packing);
+    } else {  /* BODY, TOKEN */
+        if (layers < 1 || layers > (uint32_t)MAX_LAYERS) return MMFREE_CSIM_ELAYERS;
+        if (token >= vocab) return MMFREE_CSIM_ETOKEN;
+        const int L = (int)layers, D = (int)d, I = (int)inter, P = (int)packing;
+        if ((e = resolve_reg(regs, MMFREE_REG_EMB_ADDR, emb_bytes(D, (int)vocab), resolve, ctx, &emb))) return e;
+        if ((e = resolve_reg(regs, MMFREE_REG_H_ADDR, state_bytes(L, D), resolve, ctx, &h))) return e;
+        if (op == MMFREE_OP_TOKEN) {
+            if ((e = resolve_reg(regs, MMFREE_REG_OUT_ADDR, vec_bytes((int)vocab), resolve, ctx, &out))) return e;
+            wbytes = arena_bytes(L, D, I, (int)vocab, P);
+        } else {
+            wbytes = arena_layer_offset(L - 1, D, I, P) + layer_blob_bytes(D, I, P);
+        }
     }
     if (op != MMFREE_OP_EMBED) {
         for (int p = 0; p < PORTS; p++)
             if ((e = resolve_reg(regs, woff[p], wbytes, resolve, ctx, &w[p]))) return e;
     }
-    mmfree_kernel(op, d, inter, vocab, packing, token, (word_t *)x, (word_t *)h, (const uint16_t *)emb,
+    mmfree_kernel(op, d, inter, vocab, packing, token, layers, (word_t *)x, (word_t *)h, (const uint16_t *)emb,
                   (word_t *)out, (const word_t *)w[0] MMFREE_WPORTS_AFTER0(MMFREE_CSIM_W_));
     return 0;
 }
@@ -101,6 +121,7 @@ const char *mmfree_csim_strerror(int code) {
     case MMFREE_CSIM_EOP: return "unknown op";
     case MMFREE_CSIM_EDIMS: return "d, I, V or packing outside this build's range";
     case MMFREE_CSIM_ETOKEN: return "token id >= vocab";
+    case MMFREE_CSIM_ELAYERS: return "register LAYERS (0xb8) outside 1..MMFREE_MAX_LAYERS of this build";
     default: break;
     }
     if (code >= MMFREE_CSIM_EALIGN) return "an address register is not 16-byte aligned";
@@ -128,11 +149,12 @@ void mmfree_csim_reset_counters(void) {
 }
 
 /* compile-time configuration: [regs version, ports, port bits, max d, max I, max V, vec lanes,
- * mv depth, vec depth, red II, red depth, mem depth, head chunk] */
+ * mv depth, vec depth, red II, red depth, mem depth, head chunk, max layers, call cycles] */
 int mmfree_csim_config(uint32_t *out, int n) {
     const uint32_t v[] = {MMFREE_REGS_VERSION, (uint32_t)PORTS, (uint32_t)PORT_BITS, (uint32_t)MAX_D, (uint32_t)MAX_I,
                           (uint32_t)MAX_V, MMFREE_VEC_LANES, MMFREE_MV_DEPTH, MMFREE_VEC_DEPTH, MMFREE_RED_II,
-                          MMFREE_RED_DEPTH, MMFREE_MEM_DEPTH, (uint32_t)HEAD_CHUNK};
+                          MMFREE_RED_DEPTH, MMFREE_MEM_DEPTH, (uint32_t)HEAD_CHUNK, (uint32_t)MAX_LAYERS,
+                          MMFREE_CALL_CYCLES};
     const int m = (int)(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < n && i < m; i++) out[i] = v[i];
     return m;
@@ -152,5 +174,13 @@ uint64_t mmfree_head_params_offset(int d, int vocab, int packing) { return head_
 int mmfree_head_vec_index(int v, int d) { return head_vec_index(v, d); }
 uint64_t mmfree_vec_bytes(int n) { return vec_bytes(n); }
 uint64_t mmfree_emb_bytes(int d, int vocab) { return emb_bytes(d, vocab); }
+uint64_t mmfree_layer_stride(int d, int inter, int packing) { return layer_stride(d, inter, packing); }
+uint64_t mmfree_arena_head_offset(int layers, int d, int inter, int packing) {
+    return arena_head_offset(layers, d, inter, packing);
+}
+uint64_t mmfree_arena_bytes(int layers, int d, int inter, int vocab, int packing) {
+    return arena_bytes(layers, d, inter, vocab, packing);
+}
+uint64_t mmfree_state_bytes(int layers, int d) { return state_bytes(layers, d); }
 
 }  // extern "C"

@@ -11,6 +11,9 @@
 #include "mmfree_board.h"
 #include "mmfree_regs.h"
 
+#ifndef MMFREE_MAX_LAYERS
+#error "mmfree_board.h must define MMFREE_MAX_LAYERS (generate it with hls/scripts/gen_board_header.py)"
+#endif
 #ifndef MMFREE_WEIGHT_PORTS
 #error "mmfree_board.h must define MMFREE_WEIGHT_PORTS (generate it with hls/scripts/gen_board_header.py)"
 #endif
@@ -28,6 +31,7 @@
 #define MMFREE_RED_II       4  /* 16-lane float reduction: one row of 16 per fadd latency */
 #define MMFREE_RED_DEPTH   20  /* reduction fill + 4-level lane tree + rsqrt */
 #define MMFREE_MEM_DEPTH   40  /* DDR read latency before the first beat of a burst */
+#define MMFREE_CALL_CYCLES 8   /* per kernel call: ap_ctrl_hs start/done handshake, scalar register reads */
 
 namespace mmfree {
 
@@ -38,6 +42,7 @@ static const int FLOATS_PER_BEAT = PORT_BYTES / 4;
 static const int MAX_D = MMFREE_MAX_D;
 static const int MAX_I = MMFREE_MAX_INTER;
 static const int MAX_V = MMFREE_MAX_VOCAB;
+static const int MAX_LAYERS = MMFREE_MAX_LAYERS;
 static const int MAX_K = MAX_D > MAX_I ? MAX_D : MAX_I;               /* widest input of a product */
 static const int MAX_ROWS = 2 * MAX_I > MAX_D ? 2 * MAX_I : MAX_D;    /* most rows of a layer product */
 static const int MAX_LANES = PORT_BYTES * 5;                          /* codes per beat, base-3 */

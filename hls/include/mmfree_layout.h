@@ -17,6 +17,16 @@
  * Head blob: codes lm_head V rows x RB(d), then params: alpha[8] (lm_head, 0...), final_norm[d],
  *   gain[d] (lm_head.gain), padded the same way.
  *
+ * Weights arena (OP_BODY, OP_TOKEN: one contiguous buffer, every W register holds its address):
+ *   [layer 0 blob | layer 1 blob | ... | layer L-1 blob | head blob], layer l at l * layer_stride,
+ *   the head at L * layer_stride, layer_stride = layer_blob_bytes rounded up to ARENA_ALIGN (4096)
+ *   bytes, zeros in between. Why 4 KB: an AXI burst may not cross a 4 KB boundary, so the m_axi
+ *   adapter splits bursts there; with every layer starting on a 4 KB boundary its bursts split at the
+ *   same places as a per-layer blob in its own (page-aligned) buffer: the same transactions, cycle
+ *   for cycle, whichever way the driver loads the model; and a layer's codes never share a page with
+ *   the previous layer's params. It costs < 4 KB per layer.
+ *   State for these ops: float32[L][pad4(d)], row l at H_ADDR + 4 * l * pad4(d).
+ *
  * Other buffers: x and h float32[pad4(d)], logits float32[pad4(V)], embeddings uint16[V][d].
  * All offsets are functions of (d, I, V, packing): mmfree_csim exports them, python/mmfree/csim.py
  * mirrors them (tests check both agree).
@@ -78,7 +88,23 @@ inline uint64_t head_blob_bytes(int d, int vocab, int packing) {
     return head_params_offset(d, vocab, packing) + 4ull * (uint64_t)head_params_floats(d);
 }
 
+/* weights arena (OP_BODY, OP_TOKEN) */
+static const uint64_t ARENA_ALIGN = 4096;
+inline uint64_t layer_stride(int d, int inter, int packing) {
+    return (layer_blob_bytes(d, inter, packing) + ARENA_ALIGN - 1) / ARENA_ALIGN * ARENA_ALIGN;
+}
+inline uint64_t arena_layer_offset(int layer, int d, int inter, int packing) {
+    return (uint64_t)layer * layer_stride(d, inter, packing);
+}
+inline uint64_t arena_head_offset(int layers, int d, int inter, int packing) {
+    return arena_layer_offset(layers, d, inter, packing);
+}
+inline uint64_t arena_bytes(int layers, int d, int inter, int vocab, int packing) {
+    return arena_head_offset(layers, d, inter, packing) + head_blob_bytes(d, vocab, packing);
+}
+
 inline uint64_t vec_bytes(int n) { return 4ull * (uint64_t)pad4(n); }         /* x, h, logits */
+inline uint64_t state_bytes(int layers, int d) { return (uint64_t)layers * vec_bytes(d); } /* h of BODY, TOKEN */
 inline uint64_t emb_bytes(int d, int vocab) { return 2ull * (uint64_t)d * (uint64_t)vocab; }
 
 }  // namespace mmfree

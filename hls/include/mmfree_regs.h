@@ -5,14 +5,15 @@
  * the C-simulation ABI reads a register-file image at these offsets (hls/csim/mmfree_csim_api.cpp),
  * and the Python driver parses this file (python/mmfree/csim.py: parse_regs). Keep one
  * `#define NAME 0xOFFSET` per line; stable from version 1 on: new registers only get new offsets
- * (version 2 added W4_ADDR, W5_ADDR for the six weight ports of Zynq UltraScale+ boards).
+ * (version 2 added W4_ADDR, W5_ADDR for the six weight ports of Zynq UltraScale+ boards; version 3
+ * added LAYERS and the whole-token ops BODY and TOKEN: one kernel call per token).
  *
  * Every address register is 64 bits: low word at OFFSET, high word at OFFSET + 4.
  */
 #ifndef MMFREE_REGS_H
 #define MMFREE_REGS_H
 
-#define MMFREE_REGS_VERSION 2
+#define MMFREE_REGS_VERSION 3
 
 /* ap_ctrl_hs block (Vitis HLS standard) */
 #define MMFREE_REG_CTRL        0x00  /* bit0 ap_start, bit1 ap_done, bit2 ap_idle, bit3 ap_ready, bit7 auto_restart */
@@ -26,30 +27,39 @@
 #define MMFREE_REG_INTER       0x20  /* intermediate size I, 1..MMFREE_MAX_INTER */
 #define MMFREE_REG_VOCAB       0x28  /* vocabulary V, 1..MMFREE_MAX_VOCAB */
 #define MMFREE_REG_PACKING     0x30  /* MMFREE_PACK_2BIT or MMFREE_PACK_BASE3 */
-#define MMFREE_REG_TOKEN       0x38  /* token id for OP_EMBED, 0..V-1 */
+#define MMFREE_REG_TOKEN       0x38  /* token id for OP_EMBED, OP_BODY, OP_TOKEN: 0..V-1 */
 
 /* 64-bit addresses (physical, as pynq allocate().device_address) */
 #define MMFREE_REG_X_ADDR      0x40  /* float32[d]: residual stream (EMBED writes, LAYER reads+writes, HEAD reads) */
-#define MMFREE_REG_H_ADDR      0x4c  /* float32[d]: this layer's recurrent state (LAYER reads+writes) */
+#define MMFREE_REG_H_ADDR      0x4c  /* LAYER: float32[pad4(d)], this layer's recurrent state (reads+writes);
+                                        BODY, TOKEN: row 0 of float32[LAYERS][pad4(d)], row l at
+                                        H_ADDR + 4 * l * pad4(d) (every layer's state) */
 #define MMFREE_REG_EMB_ADDR    0x58  /* uint16 bf16 bits [V][d]: embedding table (EMBED reads) */
 #define MMFREE_REG_OUT_ADDR    0x64  /* float32[V]: logits (HEAD writes) */
 /* Weight ports: a build has MMFREE_WEIGHT_PORTS of them (boards.json weight_ports: 6 on KV260 and
  * ZCU104, 2 on PYNQ-Z2). The driver writes the same blob address into W0..W(ports-1); the kernel
  * has no registers for the ports it lacks (writes there are ignored, the C-sim ABI ignores them). */
-#define MMFREE_REG_W0_ADDR     0x70  /* layer blob (LAYER) or head blob (HEAD), weight port 0 */
+#define MMFREE_REG_W0_ADDR     0x70  /* layer blob (LAYER), head blob (HEAD) or the weights arena (BODY, TOKEN:
+                                        mmfree_layout.h arena_*), weight port 0 */
 #define MMFREE_REG_W1_ADDR     0x7c  /* the same blob address again, weight port 1 */
 #define MMFREE_REG_W2_ADDR     0x88  /* same, port 2 (boards with >= 3 weight ports) */
 #define MMFREE_REG_W3_ADDR     0x94  /* same, port 3 (boards with >= 4 weight ports) */
 #define MMFREE_REG_W4_ADDR     0xa0  /* same, port 4 (boards with >= 5 weight ports) */
 #define MMFREE_REG_W5_ADDR     0xac  /* same, port 5 (boards with 6 weight ports) */
 
-#define MMFREE_REG_SPAN        0xb8  /* bytes of the register file */
+
+/* 32-bit scalar, version 3 */
+#define MMFREE_REG_LAYERS      0xb8  /* number of layers L for OP_BODY and OP_TOKEN, 1..MMFREE_MAX_LAYERS (board header) */
+
+#define MMFREE_REG_SPAN        0xc0  /* bytes of the register file */
 #define MMFREE_MAX_WEIGHT_PORT_REGS 6
 
 /* ops */
 #define MMFREE_OP_EMBED 0  /* x = bf16->f32(emb[token]) */
 #define MMFREE_OP_LAYER 1  /* one HGRN-Bit layer for one token: x, h updated in place */
 #define MMFREE_OP_HEAD  2  /* out = lm_head(RMSNorm(x)) logits */
+#define MMFREE_OP_BODY  3  /* EMBED of TOKEN, then layers 0..LAYERS-1 in order from the arena (a prompt token) */
+#define MMFREE_OP_TOKEN 4  /* BODY, then HEAD from the arena: one whole decode token, logits in OUT */
 
 /* packings (python/mmfree/packed.py) */
 #define MMFREE_PACK_2BIT  0

@@ -4,7 +4,13 @@
  *   OP_EMBED  x = bf16->f32(emb[token])
  *   OP_LAYER  one HGRN-Bit layer for one token: reads x, h and the layer blob; writes x, h
  *   OP_HEAD   out = lm_head(RMSNorm(x) * norm) logits, from the head blob
+ *   OP_BODY   EMBED, then layers 0..LAYERS-1 from the weights arena (layer l at l * layer_stride), state
+ *             row l at H + l * pad4(d) floats: a prompt token in one call
+ *   OP_TOKEN  BODY, then HEAD from the arena (at LAYERS * layer_stride): a decode token in one call
  *
+ * BODY and TOKEN call the same op_embed / op_layer / op_head as the single ops, with a base byte
+ * offset into the weight ports (every projection stays one flattened II=1 loop per port, its linear
+ * address starting at that base) and a base row of the state buffer.
  * The sequence is golden.py's GoldenModel.layer / head / embed, operation for operation.
  * Registers outside their bounds (d > MAX_D, ...) make the call return without touching memory.
  */
@@ -49,14 +55,14 @@ void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, float *prm
 
 #undef MMFREE_PRM_PORT_
 
-/* float32[n] from DDR words */
-void read_vec(const word_t *src, int n, float *dst) {
+/* float32[n] from DDR words, from element offset off (a multiple of FLOATS_PER_BEAT) */
+void read_vec(const word_t *src, int off, int n, float *dst) {
     const int nbeats = (n + FLOATS_PER_BEAT - 1) / FLOATS_PER_BEAT;
     MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
     for (int i = 0; i < nbeats; i++) {
 #pragma HLS PIPELINE II=1
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D/FLOATS_PER_BEAT
-        const word_t v = src[i];
+        const word_t v = src[off / FLOATS_PER_BEAT + i];
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
 #pragma HLS UNROLL
             const int k = i * FLOATS_PER_BEAT + j;
@@ -153,9 +159,11 @@ void op_embed(int d, int token, const uint16_t *emb, word_t *x) {
     write_vec(x, 0, x_buf, d);
 }
 
-void op_layer(int d, int inter, int packing, word_t *x, word_t *h, MMFREE_WPORT_PARAMS) {
+/* One layer. wb: byte offset of its blob on the weight ports (0 for OP_LAYER, l * layer_stride in the
+ * arena); hoff: float offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
+void op_layer(int d, int inter, int packing, uint64_t wb, word_t *x, word_t *h, int hoff, MMFREE_WPORT_PARAMS) {
     float *prm = prm_buf;
-    load_params(MMFREE_WPORT_ARGS, layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
+    load_params(MMFREE_WPORT_ARGS, wb + layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
     const float *alpha = prm;
     const float *attn_norm = prm + layer_vec_index(V_ATTN_NORM, d, inter);
     const float *mlp_norm = prm + layer_vec_index(V_MLP_NORM, d, inter);
@@ -167,14 +175,14 @@ void op_layer(int d, int inter, int packing, word_t *x, word_t *h, MMFREE_WPORT_
     const float *gain_o = prm + layer_vec_index(V_GAIN_O, d, inter);
     const float *gain_gu = prm + layer_vec_index(V_GAIN_GATE_UP, d, inter);
     const float *gain_down = prm + layer_vec_index(V_GAIN_DOWN, d, inter);
-    read_vec(x, d, x_buf);
-    read_vec(h, d, h_buf);
+    read_vec(x, 0, d, x_buf);
+    read_vec(h, hoff, d, h_buf);
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
     const float rs = block_rscale(x_buf, attn_norm, d);
-    bitlinear("i", MMFREE_WPORT_ARGS, layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
-    bitlinear("f", MMFREE_WPORT_ARGS, layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
-    bitlinear("g", MMFREE_WPORT_ARGS, layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
+    bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
+    bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
+    bitlinear("g", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
 #ifndef __SYNTHESIS__
     mlgru(yi_buf, yf_buf, lb, h_buf, f_trace, d);
     MMFREE_TRACE("", "forget", MMFREE_T_F32, f_trace, 0, (uint64_t)d);
@@ -185,31 +193,32 @@ void op_layer(int d, int inter, int packing, word_t *x, word_t *h, MMFREE_WPORT_
     const float r_g = rms_factor(yg_buf, d);
     const float r_o = gate_out(yg_buf, r_g, g_norm, h_buf, o_buf, d);
     MMFREE_TRACE("", "o_in", MMFREE_T_F32, o_buf, 0, (uint64_t)d);
-    bitlinear("o", MMFREE_WPORT_ARGS, layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
+    bitlinear("o", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
     residual(x_buf, y_buf, d);
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
     const float rs2 = block_rscale(x_buf, mlp_norm, d);
-    bitlinear("gate_up", MMFREE_WPORT_ARGS, layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
+    bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
               alpha[P_GATE_UP], rs2, gu_buf);
     const float r_z = swiglu(gu_buf, z_buf, inter);
     MMFREE_TRACE("", "z", MMFREE_T_F32, z_buf, 0, (uint64_t)inter);
-    bitlinear("down", MMFREE_WPORT_ARGS, layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
+    bitlinear("down", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
               alpha[P_DOWN], r_z, y_buf);
     residual(x_buf, y_buf, d);
     MMFREE_TRACE("", "x", MMFREE_T_F32, x_buf, 0, (uint64_t)d);
 
     write_vec(x, 0, x_buf, d);
-    write_vec(h, 0, h_buf, d);
+    write_vec(h, hoff, h_buf, d);
 }
 
-void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, MMFREE_WPORT_PARAMS) {
+/* wb: byte offset of the head blob on the weight ports (0 for OP_HEAD, LAYERS * layer_stride in the arena) */
+void op_head(int d, int vocab, int packing, uint64_t wb, const word_t *x, word_t *out, MMFREE_WPORT_PARAMS) {
     float *prm = prm_buf;
-    load_params(MMFREE_WPORT_ARGS, head_params_offset(d, vocab, packing), head_params_floats(d), prm);
+    load_params(MMFREE_WPORT_ARGS, wb + head_params_offset(d, vocab, packing), head_params_floats(d), prm);
     const float alpha = prm[0];
     const float *final_norm = prm + head_vec_index(V_FINAL_NORM, d);
     const float *gain = prm + head_vec_index(V_GAIN_HEAD, d);
-    read_vec(x, d, x_buf);
+    read_vec(x, 0, d, x_buf);
     const float rs = block_rscale(x_buf, final_norm, d);
     const float m = bitlinear_in("lm_head", x_buf, gain, d, packing);
     const float scale = out_scale(alpha, m, rs);
@@ -217,15 +226,31 @@ void op_head(int d, int vocab, int packing, const word_t *x, word_t *out, MMFREE
     for (int row0 = 0; row0 < vocab; row0 += HEAD_CHUNK) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_CHUNK-1)/HEAD_CHUNK
         const int rows = vocab - row0 < HEAD_CHUNK ? vocab - row0 : HEAD_CHUNK;
-        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, 0, row0, rows, d, packing, scale, out_buf);
+        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, wb, row0, rows, d, packing, scale, out_buf);
         write_vec(out, row0, out_buf, rows);
+    }
+}
+
+/* OP_BODY / OP_TOKEN: the same functions in order, the layer loop walking the arena by layer_stride */
+void op_body(int d, int inter, int packing, int token, int layers, const uint16_t *emb, word_t *x, word_t *h,
+             MMFREE_WPORT_PARAMS) {
+    op_embed(d, token, emb, x);
+    const uint64_t stride = layer_stride(d, inter, packing);
+    const int hrow = pad4(d);
+    uint64_t wb = 0;
+    int hoff = 0;
+    for (int l = 0; l < layers; l++) {
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_LAYERS
+        op_layer(d, inter, packing, wb, x, h, hoff, MMFREE_WPORT_ARGS);
+        wb += stride;
+        hoff += hrow;
     }
 }
 
 }  // namespace
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
-                   word_t *x, word_t *h, const uint16_t *emb, word_t *out,
+                   uint32_t layers, word_t *x, word_t *h, const uint16_t *emb, word_t *out,
                    MMFREE_WPORT_PARAMS) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
@@ -234,6 +259,7 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE s_axilite port=vocab offset=0x28 bundle=control
 #pragma HLS INTERFACE s_axilite port=packing offset=0x30 bundle=control
 #pragma HLS INTERFACE s_axilite port=token offset=0x38 bundle=control
+#pragma HLS INTERFACE s_axilite port=layers offset=0xb8 bundle=control
 #pragma HLS INTERFACE m_axi port=x offset=slave bundle=gmem_io depth=2560 max_read_burst_length=256 max_write_burst_length=256
 #pragma HLS INTERFACE s_axilite port=x offset=0x40 bundle=control
 #pragma HLS INTERFACE m_axi port=h offset=slave bundle=gmem_io depth=2560 max_read_burst_length=256 max_write_burst_length=256
@@ -270,8 +296,14 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     if (op == MMFREE_OP_EMBED) {
         if (token < vocab) op_embed((int)d, (int)token, emb, x);
     } else if (op == MMFREE_OP_LAYER) {
-        op_layer((int)d, (int)inter, (int)packing, x, h, MMFREE_WPORT_ARGS);
+        op_layer((int)d, (int)inter, (int)packing, 0, x, h, 0, MMFREE_WPORT_ARGS);
     } else if (op == MMFREE_OP_HEAD) {
-        op_head((int)d, (int)vocab, (int)packing, x, out, MMFREE_WPORT_ARGS);
+        op_head((int)d, (int)vocab, (int)packing, 0, x, out, MMFREE_WPORT_ARGS);
+    } else if (op == MMFREE_OP_BODY || op == MMFREE_OP_TOKEN) {
+        if (token >= vocab || layers < 1 || layers > (uint32_t)MAX_LAYERS) return;
+        op_body((int)d, (int)inter, (int)packing, (int)token, (int)layers, emb, x, h, MMFREE_WPORT_ARGS);
+        if (op == MMFREE_OP_TOKEN)
+            op_head((int)d, (int)vocab, (int)packing, arena_head_offset((int)layers, (int)d, (int)inter, (int)packing),
+                    x, out, MMFREE_WPORT_ARGS);
     }
 }

@@ -1,5 +1,5 @@
 /*
- * mmfree_kernel: one HLS IP for embedding, HGRN-Bit layers and the lm_head (one token per call).
+ * mmfree_kernel: one HLS IP for embedding, HGRN-Bit layers and the lm_head (one op or one whole token per call).
  * Register map: hls/include/mmfree_regs.h. DDR layout: hls/include/mmfree_layout.h.
  */
 #ifndef MMFREE_KERNEL_H
@@ -10,7 +10,7 @@
 
 /* weight ports w0..w(MMFREE_WEIGHT_PORTS-1): MMFREE_WPORT_PARAMS (hls/include/mmfree_matvec.h) */
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
-                   mmfree::word_t *x, mmfree::word_t *h, const uint16_t *emb, mmfree::word_t *out,
+                   uint32_t layers, mmfree::word_t *x, mmfree::word_t *h, const uint16_t *emb, mmfree::word_t *out,
                    MMFREE_WPORT_PARAMS);
 
 #endif /* MMFREE_KERNEL_H */

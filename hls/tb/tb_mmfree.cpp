@@ -183,7 +183,7 @@ int run_file(const char *path) {
     ::mmfree::csim_state().trace = on_trace;
     ::mmfree::csim_state().ctx = &c;
     const word_t *w = (const word_t *)blob.p;
-    mmfree_kernel(op, d, inter, vocab, packing, token, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
+    mmfree_kernel(op, d, inter, vocab, packing, token, 1, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
                   (word_t *)out.p, w MMFREE_WPORTS_AFTER0(TB_W_));
     ::mmfree::csim_state().trace = 0;
 

@@ -114,7 +114,7 @@ def emu_backend(model, board: str = "kv260", **kw) -> AcceleratorBackend:
     from . import driver, emu
 
     packed = _load_packed(model)
-    ol = emu.Overlay(board=board, **{k: kw.pop(k) for k in ("cma_bytes", "hang_after", "lib") if k in kw})
+    ol = emu.Overlay(board=board, **{k: kw.pop(k) for k in ("cma_bytes", "hang_after", "lib", "max_block_bytes") if k in kw})
     try:
         acc = driver.Accelerator(ol, packed, board=board, **kw)
     except Exception:

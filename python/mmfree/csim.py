@@ -11,7 +11,8 @@ The emulator backend uses this to run the very kernel source that Vitis HLS synt
 
 Register offsets come from hls/include/mmfree_regs.h (``REGS``, parsed at import), the DDR layout
 (layer and head blobs) from hls/include/mmfree_layout.h, mirrored here and checked against the
-library by tests/test_csim_kernel.py. ``CsimModel`` runs a whole packed model token by token.
+library by tests/test_csim_kernel.py. ``CsimModel`` runs a whole packed model token by token, either
+one op per call (EMBED, LAYER per layer, HEAD) or one whole-token call (OP_TOKEN on the weights arena).
 """
 
 import ctypes
@@ -59,6 +60,7 @@ def parse_regs(path: str = REGS_HEADER) -> Dict[str, int]:
 
 REGS = parse_regs()
 OP_EMBED, OP_LAYER, OP_HEAD = REGS["OP_EMBED"], REGS["OP_LAYER"], REGS["OP_HEAD"]
+OP_BODY, OP_TOKEN = REGS["OP_BODY"], REGS["OP_TOKEN"]
 REG = {k[4:]: v for k, v in REGS.items() if k.startswith("REG_")}  # "OP" -> 0x10, "X_ADDR" -> 0x40, ...
 ADDR_REGS = tuple(k for k in REG if k.endswith("_ADDR"))
 REG_SPAN = REG["SPAN"]
@@ -128,6 +130,27 @@ def vec_bytes(n: int) -> int:
     return 4 * pad4(n)
 
 
+ARENA_ALIGN = 4096  # every layer blob of the weights arena starts on a 4 KB boundary (mmfree_layout.h)
+
+
+def layer_stride(d: int, inter: int, packing: str) -> int:
+    """Bytes from one layer blob to the next in the weights arena: the blob rounded up to 4096."""
+    return -(-layer_layout(d, inter, packing)["bytes"] // ARENA_ALIGN) * ARENA_ALIGN
+
+
+def arena_layout(layers: int, d: int, inter: int, vocab: int, packing: str) -> dict:
+    """The weights arena of OP_BODY / OP_TOKEN: {"stride", "layers": [offset per layer], "head": offset,
+    "bytes": total}."""
+    st = layer_stride(d, inter, packing)
+    return {"stride": st, "layers": [li * st for li in range(layers)], "head": layers * st,
+            "bytes": layers * st + head_layout(d, vocab, packing)["bytes"]}
+
+
+def state_bytes(layers: int, d: int) -> int:
+    """Bytes of the [L, pad4(d)] float32 state buffer (row l at H_ADDR + 4 * l * pad4(d))."""
+    return layers * vec_bytes(d)
+
+
 def pack_layer_blob(model: pk.PackedModel, li: int) -> np.ndarray:
     """The DDR image of layer li (uint8), as mmfree_kernel's OP_LAYER reads it."""
     cfg = model.config
@@ -165,6 +188,20 @@ def pack_head_blob(model: pk.PackedModel) -> np.ndarray:
         prm[lay["vec"][v]:lay["vec"][v] + a.size] = a
     blob[lay["params"]:] = prm.view(np.uint8)
     return blob
+
+
+def pack_arena(model: pk.PackedModel) -> np.ndarray:
+    """The weights arena (uint8): every layer blob at its stride, then the head blob; zeros between."""
+    cfg = model.config
+    lay = arena_layout(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
+                       model.packing)
+    arena = np.zeros(lay["bytes"], np.uint8)
+    for li, off in enumerate(lay["layers"]):
+        b = pack_layer_blob(model, li)
+        arena[off:off + b.size] = b
+    h = pack_head_blob(model)
+    arena[lay["head"]:lay["head"] + h.size] = h
+    return arena
 
 
 # ----------------------------------------------------------------------------------------------
@@ -237,12 +274,13 @@ class Csim:
         lib.mmfree_csim_config.argtypes = [ctypes.POINTER(ctypes.c_uint32), ctypes.c_int]
         lib.mmfree_csim_board.restype = ctypes.c_char_p
         for name in ("mmfree_layer_blob_bytes", "mmfree_head_blob_bytes", "mmfree_layer_params_offset",
-                     "mmfree_head_params_offset", "mmfree_layer_codes_offset", "mmfree_vec_bytes", "mmfree_emb_bytes"):
+                     "mmfree_head_params_offset", "mmfree_layer_codes_offset", "mmfree_vec_bytes", "mmfree_emb_bytes",
+                     "mmfree_layer_stride", "mmfree_arena_head_offset", "mmfree_arena_bytes", "mmfree_state_bytes"):
             getattr(lib, name).restype = ctypes.c_uint64
         cfg = (ctypes.c_uint32 * 32)()
         n = lib.mmfree_csim_config(cfg, 32)
         keys = ("regs_version", "ports", "port_bits", "max_d", "max_inter", "max_vocab", "vec_lanes", "mv_depth",
-                "vec_depth", "red_ii", "red_depth", "mem_depth", "head_chunk")
+                "vec_depth", "red_ii", "red_depth", "mem_depth", "head_chunk", "max_layers", "call_cycles")
         self.config = {k: int(cfg[i]) for i, k in enumerate(keys[:n])}
         self.config["board"] = lib.mmfree_csim_board().decode()
         if self.config["regs_version"] != REGS["REGS_VERSION"]:
@@ -311,6 +349,18 @@ class Csim:
     def head_blob_bytes(self, d: int, vocab: int, packing: str) -> int:
         return int(self.lib.mmfree_head_blob_bytes(d, vocab, PACKING_CODE[packing]))
 
+    def layer_stride(self, d: int, inter: int, packing: str) -> int:
+        return int(self.lib.mmfree_layer_stride(d, inter, PACKING_CODE[packing]))
+
+    def arena_head_offset(self, layers: int, d: int, inter: int, packing: str) -> int:
+        return int(self.lib.mmfree_arena_head_offset(layers, d, inter, PACKING_CODE[packing]))
+
+    def arena_bytes(self, layers: int, d: int, inter: int, vocab: int, packing: str) -> int:
+        return int(self.lib.mmfree_arena_bytes(layers, d, inter, vocab, PACKING_CODE[packing]))
+
+    def state_bytes(self, layers: int, d: int) -> int:
+        return int(self.lib.mmfree_state_bytes(layers, d))
+
 
 _LIBS: Dict[str, Csim] = {}
 
@@ -364,10 +414,28 @@ class CsimModel:
         self.h = [self.mem.alloc(vec_bytes(self.d) // 4, F32) for _ in range(self.n_layers)]
         self.out = self.mem.alloc(vec_bytes(self.vocab) // 4, F32)
 
-    def regs(self, op: int, token: int = 0, blob: Optional[Buffer] = None, h: Optional[Buffer] = None) -> np.ndarray:
+        self._arena = self._state = None
+
+    @property
+    def arena(self) -> Buffer:
+        """The weights arena (allocated on first use) for OP_BODY / OP_TOKEN."""
+        if self._arena is None:
+            self._arena = self.mem.alloc(pack_arena(self.packed))
+        return self._arena
+
+    @property
+    def state(self) -> Buffer:
+        """The [L, pad4(d)] state buffer of OP_BODY / OP_TOKEN (its own, not the per-layer self.h)."""
+        if self._state is None:
+            self._state = self.mem.alloc(state_bytes(self.n_layers, self.d) // 4, F32)
+        return self._state
+
+    def regs(self, op: int, token: int = 0, blob: Optional[Buffer] = None, h: Optional[Buffer] = None,
+             layers: Optional[int] = None) -> np.ndarray:
         v = {"OP": op, "D": self.d, "INTER": self.inter, "VOCAB": self.vocab,
              "PACKING": PACKING_CODE[self.packed.packing], "TOKEN": token, "X_ADDR": self.x.addr,
-             "EMB_ADDR": self.emb.addr, "OUT_ADDR": self.out.addr}
+             "EMB_ADDR": self.emb.addr, "OUT_ADDR": self.out.addr,
+             "LAYERS": self.n_layers if layers is None else layers}
         if h is not None:
             v["H_ADDR"] = h.addr
         if blob is not None:
@@ -378,6 +446,8 @@ class CsimModel:
     def reset(self):
         for h in self.h:
             h.array[:] = 0
+        if self._state is not None:
+            self._state.array[:] = 0
 
     def step(self, token: int) -> np.ndarray:
         """One decode step: logits [V] (a copy); state advanced."""
@@ -386,3 +456,9 @@ class CsimModel:
             self.lib.call(self.regs(OP_LAYER, blob=self.blobs[li], h=self.h[li]), self.mem.resolve)
         self.lib.call(self.regs(OP_HEAD, blob=self.head), self.mem.resolve)
         return self.out.array[:self.vocab].copy()
+
+    def token(self, token: int, op: int = OP_TOKEN) -> Optional[np.ndarray]:
+        """One whole-token call on the arena and the [L, pad4(d)] state: OP_TOKEN returns the logits [V]
+        (a copy); OP_BODY (a prompt token) returns None."""
+        self.lib.call(self.regs(op, token=token, blob=self.arena, h=self.state), self.mem.resolve)
+        return self.out.array[:self.vocab].copy() if op == OP_TOKEN else None

@@ -15,10 +15,15 @@ Pieces:
   embedded boards since pynq 3.1).
 - ``REGISTERS``: the register map, kept here because hls/ is not installed on a board;
   tests/test_driver.py checks it against hls/include/mmfree_regs.h and the HLS INTERFACE pragmas.
-- ``Accelerator``: loads a packed model once into contiguous ``allocate`` buffers (one blob per
-  layer, a head blob, the embeddings; x, the recurrent state and the logits in their own buffers),
-  checks first that it fits the overlay's compiled maxima and the CMA memory, and schedules each
-  token: EMBED, L x LAYER, HEAD.
+- ``Accelerator``: loads a packed model once into contiguous ``allocate`` buffers (the weights
+  arena: every layer blob at a 4 KB-aligned stride then the head blob, in one buffer; the
+  embeddings; x, the recurrent state [L, pad4(d)] and the logits in their own buffers), checks first
+  that it fits the overlay's compiled maxima and the CMA memory, and runs each token in ONE kernel
+  call: OP_TOKEN for a decode token (EMBED, every layer, HEAD in the kernel), OP_BODY for a prompt
+  token but the last. Every register but OP and TOKEN is written once at load, so a decode token
+  costs a handful of MMIO accesses (TOKEN, CTRL start, CTRL polls). If the arena cannot be allocated
+  in one piece (CMA fragmentation), it says so once and falls back to one buffer per layer and one
+  call per op (EMBED, L x LAYER, HEAD: L + 2 calls per token).
 
 pynq is imported only where it is needed: when already imported, on a board (an FPGA manager is
 present), or with ``MMFREE_PYNQ=1``; ``MMFREE_PYNQ=0`` never imports it.
@@ -28,6 +33,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -38,20 +44,22 @@ VLNV = "xilinx.com:hls:mmfree_kernel:1.0"
 VLNV_PREFIX = "xilinx.com:hls:mmfree_kernel:"
 
 # ---------------------------------------------------------------------------------------------
-# register map (hls/include/mmfree_regs.h, version 2: six weight-port address registers)
+# register map (hls/include/mmfree_regs.h, version 3: six weight-port address registers, LAYERS,
+# whole-token ops BODY and TOKEN)
 # ---------------------------------------------------------------------------------------------
-REGS_VERSION = 2
+REGS_VERSION = 3
 REGISTERS: Dict[str, int] = {
     "CTRL": 0x00, "GIE": 0x04, "IER": 0x08, "ISR": 0x0C,
     "OP": 0x10, "D": 0x18, "INTER": 0x20, "VOCAB": 0x28, "PACKING": 0x30, "TOKEN": 0x38,
     "X_ADDR": 0x40, "H_ADDR": 0x4C, "EMB_ADDR": 0x58, "OUT_ADDR": 0x64,
     "W0_ADDR": 0x70, "W1_ADDR": 0x7C, "W2_ADDR": 0x88, "W3_ADDR": 0x94, "W4_ADDR": 0xA0, "W5_ADDR": 0xAC,
+    "LAYERS": 0xB8,
 }
-REG_SPAN = 0xB8
+REG_SPAN = 0xC0
 MAX_WEIGHT_PORT_REGS = 6
 AP_START, AP_DONE, AP_IDLE, AP_READY = 0x1, 0x2, 0x4, 0x8
-OP_EMBED, OP_LAYER, OP_HEAD = 0, 1, 2
-OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD"}
+OP_EMBED, OP_LAYER, OP_HEAD, OP_BODY, OP_TOKEN = 0, 1, 2, 3, 4
+OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD", OP_BODY: "BODY", OP_TOKEN: "TOKEN"}
 PACKING_CODE = {"2bit": 0, "base3": 1}
 
 # ---------------------------------------------------------------------------------------------
@@ -63,6 +71,7 @@ PROJ = ("i", "f", "g", "o", "gate_up", "down")
 LAYER_VECS = ("attn_norm", "mlp_norm", "g_norm", "lower_bound", "gain_i", "gain_f", "gain_g", "gain_o",
               "gain_gate_up", "gain_down")
 PAGE = 4096
+ARENA_ALIGN = 4096  # every layer blob of the weights arena starts on a 4 KB boundary (AXI bursts split there)
 MIN_BO_BYTES = 8192  # XRT allocates at least 8 KiB per buffer (pynq >= 3.1)
 
 
@@ -99,6 +108,30 @@ def head_layout(d: int, vocab: int, packing: str) -> dict:
             "bytes": off + 4 * floats}
 
 
+def layer_stride(d: int, inter: int, packing: str) -> int:
+    """Bytes from one layer blob to the next in the weights arena: the blob rounded up to 4096."""
+    return -(-layer_layout(d, inter, packing)["bytes"] // ARENA_ALIGN) * ARENA_ALIGN
+
+
+def arena_layout(layers: int, d: int, inter: int, vocab: int, packing: str) -> dict:
+    """The weights arena of OP_BODY / OP_TOKEN: {"stride", "layers": [offset per layer], "head": offset,
+    "bytes": total} ([layer 0 | layer 1 | ... | layer L-1 | head], layer l at l * stride)."""
+    st = layer_stride(d, inter, packing)
+    return {"stride": st, "layers": [li * st for li in range(layers)], "head": layers * st,
+            "bytes": layers * st + head_layout(d, vocab, packing)["bytes"]}
+
+
+def fill_arena(arena: np.ndarray, model) -> None:
+    """Write every layer blob and the head blob of a packed model into ``arena`` (uint8), in place."""
+    c = model.config
+    lay = arena_layout(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.vocab_size, model.packing)
+    lb = layer_layout(c.hidden_size, c.intermediate_size, model.packing)["bytes"]
+    for li, off in enumerate(lay["layers"]):
+        fill_layer_blob(arena[off:off + lb], model, li)
+        arena[off + lb:off + lay["stride"]] = 0
+    fill_head_blob(arena[lay["head"]:lay["bytes"]], model)
+
+
 def fill_layer_blob(blob: np.ndarray, model, li: int) -> None:
     """Write layer li of a packed model into ``blob`` (uint8, layer_layout()["bytes"] long), in place."""
     cfg = model.config
@@ -131,14 +164,20 @@ def fill_head_blob(blob: np.ndarray, model) -> None:
     blob[lay["params"]:lay["bytes"]] = prm.view(np.uint8)
 
 
-def buffer_plan(cfg, packing: str) -> List[tuple]:
-    """[(name, shape, dtype, nbytes)] of every buffer the Accelerator allocates for a model."""
+def buffer_plan(cfg, packing: str, arena: bool = True) -> List[tuple]:
+    """[(name, shape, dtype, nbytes)] of every buffer the Accelerator allocates for a model: the weights
+    in one arena (``arena``), or one blob per layer and a head blob (the per-op fallback)."""
     d, inter, vocab, n = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_hidden_layers
-    lb = layer_layout(d, inter, packing)["bytes"]
-    hb = head_layout(d, vocab, packing)["bytes"]
     plan = [("embeddings", (vocab, d), np.uint16, 2 * vocab * d)]
-    plan += [(f"layer{li}", (lb,), np.uint8, lb) for li in range(n)]
-    plan += [("head", (hb,), np.uint8, hb),
+    if arena:
+        ab = arena_layout(n, d, inter, vocab, packing)["bytes"]
+        plan += [("weights", (ab,), np.uint8, ab)]
+    else:
+        lb = layer_layout(d, inter, packing)["bytes"]
+        hb = head_layout(d, vocab, packing)["bytes"]
+        plan += [(f"layer{li}", (lb,), np.uint8, lb) for li in range(n)]
+        plan += [("head", (hb,), np.uint8, hb)]
+    plan += [
              ("x", (pad4(d),), np.float32, 4 * pad4(d)),
              ("h", (n, pad4(d)), np.float32, 4 * n * pad4(d)),
              ("logits", (pad4(vocab),), np.float32, 4 * pad4(vocab))]
@@ -363,15 +402,16 @@ def cma_available(overlay=None, board: Optional[str] = None) -> int:
     return int(board_params(board or detect_board() or "kv260")["cma_bytes"])
 
 
-def check_fits(cfg, packing: str, limits: dict, cma_bytes: int) -> int:
-    """Raise ModelTooLarge if the model exceeds the overlay's maxima or the CMA; returns CMA bytes needed."""
+def check_fits(cfg, packing: str, limits: dict, cma_bytes: int, arena: bool = True) -> int:
+    """Raise ModelTooLarge if the model exceeds the overlay's maxima or the CMA; returns CMA bytes needed
+    (for the arena plan, or the per-layer plan with ``arena=False``: never less than the arena's)."""
     dims = (("hidden_size", cfg.hidden_size, "max_d"), ("intermediate_size", cfg.intermediate_size, "max_inter"),
             ("vocab_size", cfg.vocab_size, "max_vocab"), ("num_hidden_layers", cfg.num_hidden_layers, "max_layers"))
     for what, have, key in dims:
         if key in limits and have > limits[key]:
             raise ModelTooLarge(f"model {what}={have} exceeds the overlay's compiled {key}={limits[key]}; "
                                 "this overlay cannot run it (build one for a larger board or use a smaller model)")
-    need = sum(cma_footprint(nb) for _, _, _, nb in buffer_plan(cfg, packing))
+    need = sum(cma_footprint(nb) for _, _, _, nb in buffer_plan(cfg, packing, arena))
     if need > cma_bytes:
         raise ModelTooLarge(f"model needs {need / 2**20:.1f} MiB of contiguous (CMA) memory, {cma_bytes / 2**20:.1f} "
                             "MiB are available; use a smaller model or enlarge CMA (cma= boot argument)")
@@ -379,10 +419,16 @@ def check_fits(cfg, packing: str, limits: dict, cma_bytes: int) -> int:
 
 
 class Accelerator:
-    """A packed model loaded on an mmfree overlay (pynq.Overlay or mmfree.emu.Overlay)."""
+    """A packed model loaded on an mmfree overlay (pynq.Overlay or mmfree.emu.Overlay).
+
+    ``arena=True`` (default): the weights in one contiguous buffer and one kernel call per token
+    (``mode == "token"``); if that buffer cannot be allocated, or ``arena=False``, one buffer per layer
+    and one call per op (``mode == "per-op"``, ``fallback_reason`` says why when it was not asked for).
+    """
 
     def __init__(self, overlay, model, board: Optional[str] = None, limits: Optional[dict] = None,
-                 cma_bytes: Optional[int] = None, timeout_s: float = 5.0, allocate=None, cacheable: bool = True):
+                 cma_bytes: Optional[int] = None, timeout_s: float = 5.0, allocate=None, cacheable: bool = True,
+                 arena: bool = True):
         from . import packed as pk
 
         self.packed = model if isinstance(model, pk.PackedModel) else pk.load(model)
@@ -392,7 +438,8 @@ class Accelerator:
         self.overlay, self.timeout_s = overlay, timeout_s
         self.limits = dict(limits) if limits else overlay_limits(overlay, board)
         self.cma_bytes = int(cma_bytes) if cma_bytes else cma_available(overlay, board)
-        self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes)
+        arena = bool(arena) and self.n_layers >= 1
+        self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes, arena=arena)
         self.ports = int(self.limits.get("weight_ports", MAX_WEIGHT_PORT_REGS))
         if not 1 <= self.ports <= MAX_WEIGHT_PORT_REGS:
             raise ConfigError(f"weight_ports={self.ports}: this driver knows {MAX_WEIGHT_PORT_REGS} weight-port registers")
@@ -404,8 +451,12 @@ class Accelerator:
             from pynq import allocate
         self._allocate = allocate
         self.buffers: List = []
+        self.weights = None
+        self.mode = "per-op"
+        self.fallback_reason: Optional[str] = None
+        self._arena_regs = False
         try:
-            self._load(cacheable)
+            self._load(cacheable, arena)
         except Exception:
             self.close()
             raise
@@ -420,62 +471,116 @@ class Accelerator:
         self.buffers.append(buf)
         return buf
 
-    def _load(self, cacheable):
+    def _load(self, cacheable, arena):
         m, cfg = self.packed, self.config
-        plan = {name: (shape, dt) for name, shape, dt, _ in buffer_plan(cfg, m.packing)}
-        self.emb = self._alloc(*plan["embeddings"], cacheable)
+        L = self.n_layers
+        self.emb = self._alloc((self.vocab, self.d), np.uint16, cacheable)
         self.emb[:] = np.asarray(m.tensor("embeddings"), np.uint16)
-        self.blobs = []
-        for li in range(self.n_layers):
-            b = self._alloc(*plan[f"layer{li}"], cacheable)
-            fill_layer_blob(b, m, li)
-            self.blobs.append(b)
-        self.head = self._alloc(*plan["head"], cacheable)
-        fill_head_blob(self.head, m)
-        self.x = self._alloc(*plan["x"], cacheable)
-        self.h = self._alloc(*plan["h"], cacheable)
-        self.out = self._alloc(*plan["logits"], cacheable)
+        if arena:
+            lay = arena_layout(L, self.d, self.inter, self.vocab, m.packing)
+            try:
+                self.weights = self._alloc((lay["bytes"],), np.uint8, cacheable)
+            except Exception as e:  # CMA fragmented (no contiguous block that large), or exhausted
+                self.fallback_reason = f"{type(e).__name__}: {e}"
+                warnings.warn(f"mmfree: the {lay['bytes'] / 2**20:.1f} MiB weights arena could not be allocated in one "
+                              f"contiguous buffer ({self.fallback_reason}); falling back to one buffer per layer and "
+                              f"one kernel call per op ({L + 2} calls per token instead of 1)", RuntimeWarning,
+                              stacklevel=3)
+                self.cma_needed = check_fits(cfg, m.packing, self.limits, self.cma_bytes, arena=False)
+        if self.weights is not None:
+            fill_arena(self.weights, m)
+            base = _phys(self.weights)
+            lb = layer_layout(self.d, self.inter, m.packing)["bytes"]
+            self.blobs = [self.weights[off:off + lb] for off in lay["layers"]]   # views, for inspection
+            self.head = self.weights[lay["head"]:]
+            self.blob_addr = [base + off for off in lay["layers"]]
+            self.head_addr = base + lay["head"]
+            self.arena = lay
+            self.mode = "token"
+        else:
+            plan = {name: (shape, dt) for name, shape, dt, _ in buffer_plan(cfg, m.packing, arena=False)}
+            self.blobs = []
+            for li in range(L):
+                b = self._alloc(*plan[f"layer{li}"], cacheable)
+                fill_layer_blob(b, m, li)
+                self.blobs.append(b)
+            self.head = self._alloc(*plan["head"], cacheable)
+            fill_head_blob(self.head, m)
+            self.blob_addr = [_phys(b) for b in self.blobs]
+            self.head_addr = _phys(self.head)
+            self.arena = None
+        self.x = self._alloc((pad4(self.d),), np.float32, cacheable)
+        self.h = self._alloc((L, pad4(self.d)), np.float32, cacheable)
+        self.out = self._alloc((pad4(self.vocab),), np.float32, cacheable)
         self.x[:] = 0
         self.h[:] = 0
         self.out[:] = 0
         for b in self.buffers:
             b.flush()
-        self.blob_addr = [_phys(b) for b in self.blobs]
-        self.head_addr = _phys(self.head)
         h0, hstride = _phys(self.h), 4 * pad4(self.d)
-        self.h_addr = [h0 + li * hstride for li in range(self.n_layers)]
+        self.h_addr = [h0 + li * hstride for li in range(L)]
         self._write_constants()
 
     def _write_constants(self):
+        """Every register that does not change per token, once (after an overlay reload: again)."""
         ip = self.ip
         ip.forget_registers()
         ip.write_reg("D", self.d)
         ip.write_reg("INTER", self.inter)
         ip.write_reg("VOCAB", self.vocab)
         ip.write_reg("PACKING", PACKING_CODE[self.packed.packing])
+        ip.write_reg("LAYERS", self.n_layers)
         ip.write_addr("X_ADDR", _phys(self.x))
         ip.write_addr("EMB_ADDR", _phys(self.emb))
         ip.write_addr("OUT_ADDR", _phys(self.out))
+        self._arena_regs = False
+        if self.mode == "token":
+            self._point_at_arena()
 
-    # ------------------------------------------------------------------ per token
+    def _point_at_arena(self):
+        """W0..W(ports-1) = the weights arena, H_ADDR = state row 0 (written only where they differ)."""
+        ip = self.ip
+        for p in range(self.ports):
+            ip.write_addr(f"W{p}_ADDR", self.blob_addr[0])
+        ip.write_addr("H_ADDR", self.h_addr[0])
+        self._arena_regs = True
+
+    # ------------------------------------------------------------------ per call
     def _run(self, op: int, what: str, weights: Optional[int] = None, h: Optional[int] = None,
              token: Optional[int] = None):
+        """One kernel call: OP (written only when it changes), TOKEN, H_ADDR and the W registers when
+        given, start, poll until done. ``what`` names the op and the token in a timeout error."""
         ip = self.ip
         ip.write_reg("OP", op)
         if token is not None:
             ip.write_reg("TOKEN", token)
         if h is not None:
+            self._arena_regs = False
             ip.write_addr("H_ADDR", h)
         if weights is not None:
+            self._arena_regs = False
             for p in range(self.ports):
                 ip.write_addr(f"W{p}_ADDR", weights)
         ip.start()
         ip.wait(self.timeout_s, what)
 
-    def _body(self, token: int):
+    def _token_id(self, token: int) -> int:
         t = int(token)
         if not 0 <= t < self.vocab:
             raise ConfigError(f"token id {t} outside the model's vocabulary 0..{self.vocab - 1}")
+        return t
+
+    def _whole(self, op: int, token: int):
+        """One whole-token call (OP_BODY or OP_TOKEN): per token only TOKEN (and OP when it changes)."""
+        t = self._token_id(token)
+        if not self._arena_regs:  # a per-op call (notebook, tests) moved W*/H_ADDR: back to the arena
+            self._point_at_arena()
+        self._run(op, f"op {OP_NAMES[op]} (token #{self.tokens}, id {t}; {self.n_layers} layers)", token=t)
+        self.tokens += 1
+
+    def _body(self, token: int):
+        """Per-op schedule of one token without the head: EMBED, then one LAYER call per layer."""
+        t = self._token_id(token)
         n = self.tokens
         self._run(OP_EMBED, f"op EMBED (token #{n}, id {t})", token=t)
         for li in range(self.n_layers):
@@ -484,20 +589,33 @@ class Accelerator:
         self.tokens += 1
 
     def _head(self) -> np.ndarray:
+        """Per-op HEAD call on the current x: logits [V]."""
         self._run(OP_HEAD, f"op HEAD (token #{self.tokens - 1})", weights=self.head_addr)
+        return self._logits()
+
+    def _logits(self) -> np.ndarray:
         self.out.invalidate()
         return np.array(self.out[:self.vocab], dtype=np.float32)
 
+    # ------------------------------------------------------------------ per token
     def step(self, token: int) -> np.ndarray:
-        """One token through EMBED, every LAYER and HEAD: logits float32 [V]."""
+        """One decode token: logits float32 [V]. One OP_TOKEN call (per-op fallback: EMBED, LAYERs, HEAD)."""
+        if self.mode == "token":
+            self._whole(OP_TOKEN, token)
+            return self._logits()
         self._body(token)
         return self._head()
 
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
-        """Prompt tokens one by one (HEAD only after the last): logits [V] of the last token."""
+        """Prompt tokens one by one, logits [V] of the last: OP_BODY for all but the last, OP_TOKEN for it
+        (per-op fallback: EMBED + LAYERs each, HEAD after the last)."""
         ids = [int(i) for i in ids]
         if not ids:
             raise ConfigError("empty prompt")
+        if self.mode == "token":
+            for t in ids[:-1]:
+                self._whole(OP_BODY, t)
+            return self.step(ids[-1])
         for t in ids:
             self._body(t)
         return self._head()
@@ -560,5 +678,6 @@ def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None
 
 
 __all__ = ["VLNV", "REGISTERS", "MMFreeKernel", "Accelerator", "open_board", "find_kernel", "check_fits",
-           "buffer_plan", "layer_layout", "head_layout", "fill_layer_blob", "fill_head_blob", "board_params",
+           "buffer_plan", "layer_layout", "head_layout", "layer_stride", "arena_layout", "fill_arena", "fill_layer_blob",
+           "fill_head_blob", "board_params",
            "BusError"]

@@ -11,7 +11,9 @@ Writing AP_START to CTRL runs the kernel synchronously through the C-simulation 
 memory the address registers point to, then sets ap_done/ap_idle/ap_ready. An address outside every
 live buffer raises BusError naming the register and the address (a DECERR on the board). Buffer
 addresses are fake but stable: page aligned, from a fixed base, a guard page between buffers.
-``hang_after=N`` makes the (N+1)-th start hang forever (ap_idle never set), for timeout tests.
+``hang_after=N`` makes the (N+1)-th start hang forever (ap_idle never set), for timeout tests;
+``max_block_bytes=N`` refuses any single buffer larger than N bytes, like a fragmented CMA (the
+driver then falls back from the one-buffer weights arena to per-layer buffers and per-op calls).
 The kernels are never re-implemented here.
 """
 
@@ -91,8 +93,9 @@ class _Block:
 class EmuMemory:
     """Contiguous-memory allocator with fake physical addresses and a CMA budget."""
 
-    def __init__(self, cma_bytes: int, base: int = BASE_ADDR):
+    def __init__(self, cma_bytes: int, base: int = BASE_ADDR, max_block_bytes: Optional[int] = None):
         self.cma_bytes, self.base = int(cma_bytes), base
+        self.max_block_bytes = max_block_bytes  # largest contiguous block (None: no fragmentation)
         self._next = base
         self._starts: List[int] = []
         self._blocks: List[_Block] = []
@@ -105,6 +108,9 @@ class EmuMemory:
         dt = np.dtype(dtype)
         n = int(np.prod(shape)) * dt.itemsize
         span = drv.cma_footprint(n)
+        if self.max_block_bytes is not None and span > self.max_block_bytes:
+            raise DeviceError(f"emulated CMA fragmented: no contiguous block of {n} bytes (largest free block "
+                              f"{self.max_block_bytes} bytes)")
         if self.used + span > self.cma_bytes:
             raise DeviceError(f"emulated CMA exhausted: {n} bytes requested, {self.cma_bytes - self.used} of "
                               f"{self.cma_bytes} free")
@@ -217,7 +223,8 @@ class Overlay:
     """An emulated mmfree overlay: ``ip_dict``, the kernel IP as ``mmfree_kernel_0``, ``allocate``."""
 
     def __init__(self, board: str = "kv260", lib=None, cma_bytes: Optional[int] = None,
-                 hang_after: Optional[int] = None, max_layers: Optional[int] = None):
+                 hang_after: Optional[int] = None, max_layers: Optional[int] = None,
+                 max_block_bytes: Optional[int] = None):
         from . import csim
 
         params = drv.board_params(board)
@@ -234,8 +241,9 @@ class Overlay:
                               f"speaks version {drv.REGS_VERSION}: update the driver or rebuild with `make csim`")
         self.cma_bytes = int(cma_bytes or params["cma_bytes"])
         self.mmfree_limits = {"max_d": c["max_d"], "max_inter": c["max_inter"], "max_vocab": c["max_vocab"],
-                              "max_layers": int(max_layers or params["max_layers"]), "weight_ports": c["ports"]}
-        self.memory = EmuMemory(self.cma_bytes)
+                              "max_layers": int(max_layers or c.get("max_layers") or params["max_layers"]),
+                              "weight_ports": c["ports"]}
+        self.memory = EmuMemory(self.cma_bytes, max_block_bytes=max_block_bytes)
         self.registers = EmuRegisters(lib, self.memory, hang_after)
         desc = {
             "fullpath": "mmfree_kernel_0", "type": drv.VLNV, "bdtype": None, "state": None,
