@@ -8,7 +8,8 @@ Per model: the driver (mmfree.driver.Accelerator) on the emulated overlay (mmfre
 - the same loop with the kernel stubbed out (AP_START completes at once): Python time per token of
   the driver's register writes, polling and buffer work, plus the emulated register file's own cost;
 - the same with registers that cost nothing: the driver's Python alone;
-- MMIO writes and reads per token (what a board pays at ~1-2 us per access from Python).
+- MMIO writes and reads per token (what a board pays at ~1-2 us per access from Python), and kernel
+  calls per token (1 with the weights arena: one OP_TOKEN call; L + 2 with --per-op, the fallback).
 Label the numbers "measured here, <CPU>, emulator".
 """
 import argparse
@@ -34,11 +35,11 @@ def cpu_name():
     return platform.processor()
 
 
-def bench(path, tokens, board="kv260"):
+def bench(path, tokens, board="kv260", arena=True):
     m = pk.load(path, check_codes=False)
     ol = emu.Overlay(board=board)
     t0 = time.perf_counter()
-    acc = driver.Accelerator(ol, m)
+    acc = driver.Accelerator(ol, m, arena=arena)
     load_s = time.perf_counter() - t0
     regs = ol.registers
     counts = {"r": 0, "w": 0}
@@ -57,6 +58,7 @@ def bench(path, tokens, board="kv260"):
     step_s, kern_s = [], []
     tok = int(np.argmax(logits))
     counts.update(r=0, w=0)
+    starts0 = regs.starts
     for _ in range(tokens):
         k0, t0 = regs.kernel_seconds, time.perf_counter()
         logits = acc.step(tok)
@@ -64,6 +66,7 @@ def bench(path, tokens, board="kv260"):
         kern_s.append(regs.kernel_seconds - k0)
         tok = int(np.argmax(logits))
     per_tok_w, per_tok_r = counts["w"] / tokens, counts["r"] / tokens
+    calls_per_token = (regs.starts - starts0) / tokens
     regs.stub = True
     stub_s = []
     for _ in range(max(300, tokens)):
@@ -89,7 +92,7 @@ def bench(path, tokens, board="kv260"):
         "stubbed_step_s_median": statistics.median(stub_s),
         "driver_only_step_s_median": statistics.median(null_s),
         "mmio_writes_per_token": per_tok_w, "mmio_reads_per_token": per_tok_r,
-        "kernel_calls_per_token": c.num_hidden_layers + 2,
+        "kernel_calls_per_token": calls_per_token, "driver_mode": acc.mode,
     }
     acc.close()
     return out
@@ -100,15 +103,17 @@ def main(argv=None):
     ap.add_argument("models", nargs="+")
     ap.add_argument("--tokens", type=int, default=8)
     ap.add_argument("--board", default="kv260")
+    ap.add_argument("--per-op", action="store_true", help="the per-op schedule (the fallback without the arena)")
     ap.add_argument("--json")
     a = ap.parse_args(argv)
     res = {"label": f"measured here, {os.cpu_count()}-core {platform.machine()} CPU ({cpu_name()}), emulator",
-           "results": [bench(p, a.tokens, a.board) for p in a.models]}
+           "results": [bench(p, a.tokens, a.board, arena=not a.per_op) for p in a.models]}
     for r in res["results"]:
         print(f"{r['model']}: d={r['d']} L={r['layers']} {r['packing']}: {r['decode_tokens_per_s']:.3g} tok/s "
               f"(step {r['step_s_median'] * 1e3:.2f} ms, kernel {r['kernel_s_median'] * 1e3:.2f} ms, outside "
               f"{r['outside_kernel_s_median'] * 1e3:.3f} ms; stubbed step {r['stubbed_step_s_median'] * 1e3:.3f} ms, driver alone {r['driver_only_step_s_median'] * 1e3:.3f} ms; "
-              f"{r['mmio_writes_per_token']:.0f} writes + {r['mmio_reads_per_token']:.0f} reads per token)")
+              f"{r['mmio_writes_per_token']:.0f} writes + {r['mmio_reads_per_token']:.0f} reads, "
+              f"{r['kernel_calls_per_token']:g} kernel calls per token, {r['driver_mode']})")
     print(res["label"])
     if a.json:
         with open(a.json, "w") as f:

@@ -45,6 +45,11 @@ def test_register_map_matches_header():
     assert d["REGS_VERSION"] == drv.REGS_VERSION
     assert d["MAX_WEIGHT_PORT_REGS"] == drv.MAX_WEIGHT_PORT_REGS
     assert (d["OP_EMBED"], d["OP_LAYER"], d["OP_HEAD"]) == (drv.OP_EMBED, drv.OP_LAYER, drv.OP_HEAD)
+    assert (d["OP_BODY"], d["OP_TOKEN"]) == (drv.OP_BODY, drv.OP_TOKEN) == (3, 4)
+    # version 3: LAYERS at 0xb8, span 0xc0; the version-2 offsets unchanged
+    assert d["REGS_VERSION"] == 3 and drv.REGISTERS["LAYERS"] == 0xB8 and drv.REG_SPAN == 0xC0
+    assert drv.REGISTERS["W5_ADDR"] == 0xAC and drv.REGISTERS["TOKEN"] == 0x38
+    assert max(v + (8 if k.endswith("_ADDR") else 4) for k, v in drv.REGISTERS.items()) <= drv.REG_SPAN
     assert {"2bit": d["PACK_2BIT"], "base3": d["PACK_BASE3"]} == drv.PACKING_CODE
     # 64-bit address registers: the high word never collides with another register
     addr = sorted(v for k, v in drv.REGISTERS.items() if k.endswith("_ADDR"))
@@ -59,10 +64,10 @@ def test_register_map_matches_interface_pragmas():
     pragmas = dict((p, int(o, 0)) for p, o in
                    re.findall(r"#pragma\s+HLS\s+INTERFACE\s+s_axilite\s+port=(\w+)\s+offset=(0x[0-9a-fA-F]+|\d+)", src))
     names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
-             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR"}
+             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "layers": "LAYERS"}
     names.update({f"w{p}": f"W{p}_ADDR" for p in range(drv.MAX_WEIGHT_PORT_REGS)})
     assert set(pragmas) <= set(names), sorted(pragmas)
-    assert {"w0", "op", "x", "h", "emb", "out", "token"} <= set(pragmas)
+    assert {"w0", "op", "x", "h", "emb", "out", "token", "layers"} <= set(pragmas)
     for port, off in pragmas.items():
         assert drv.REGISTERS[names[port]] == off, port
 
@@ -96,9 +101,36 @@ def test_layout_and_blobs_match_csim(csim_lib, packed_cache, shape, packing):
     head = np.full(drv.head_layout(d, v, packing)["bytes"], 0xAB, np.uint8)
     drv.fill_head_blob(head, m)
     assert np.array_equal(head, csim.pack_head_blob(m))
+    # the weights arena of BODY/TOKEN: driver == csim.py == the C++ (mmfree_layout.h)
+    L = c.num_hidden_layers
+    lay = drv.arena_layout(L, d, inter, v, packing)
+    assert lay == csim.arena_layout(L, d, inter, v, packing)
+    assert lay["stride"] == drv.layer_stride(d, inter, packing) == csim_lib.layer_stride(d, inter, packing)
+    assert lay["stride"] % 4096 == 0 and 0 <= lay["stride"] - drv.layer_layout(d, inter, packing)["bytes"] < 4096
+    assert lay["head"] == L * lay["stride"] == csim_lib.arena_head_offset(L, d, inter, packing)
+    assert lay["bytes"] == csim_lib.arena_bytes(L, d, inter, v, packing)
+    assert csim_lib.state_bytes(L, d) == csim.state_bytes(L, d) == 4 * L * drv.pad4(d)
+    arena = np.full(lay["bytes"], 0xAB, np.uint8)
+    drv.fill_arena(arena, m)
+    assert np.array_equal(arena, csim.pack_arena(m))
+
+
+@pytest.mark.parametrize("d,inter", [(1024, 2816), (2048, 5632), (2560, 6912), (48, 128)])
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_arena_layout_released_sizes(csim_lib, d, inter, packing):
+    from mmfree import csim
+    from mmfree import driver as drv
+
+    for L in (1, 24, 32):
+        lay = drv.arena_layout(L, d, inter, 32000, packing)
+        assert lay == csim.arena_layout(L, d, inter, 32000, packing)
+        assert lay["bytes"] == csim_lib.arena_bytes(L, d, inter, 32000, packing)
+        assert lay["head"] == csim_lib.arena_head_offset(L, d, inter, packing)
 
 
 def test_driver_end_to_end_registers_and_cache_ops(csim_lib, packed_cache):
+    """Default (arena) mode: constants, W* and H_ADDR written once at load; one TOKEN call per decode
+    token, BODY calls for the prompt but its last token."""
     from mmfree import driver as drv
     from mmfree import emu
     from mmfree.golden import GoldenModel
@@ -108,20 +140,96 @@ def test_driver_end_to_end_registers_and_cache_ops(csim_lib, packed_cache):
     regs = ol.registers
     regs.record = True
     acc = drv.Accelerator(ol, path)
+    assert acc.mode == "token" and acc.fallback_reason is None
     L = acc.n_layers
-    n_buf = L + 5  # embeddings, L blobs, head, x, h, logits
+    n_buf = 5  # embeddings, the weights arena, x, h, logits
     assert ol.memory.buffers() == n_buf
     assert ol.flushes == n_buf and ol.invalidates == 0          # every buffer flushed once after loading
     init = dict(regs.writes)
     R = drv.REGISTERS
     # 64-bit addresses as two 32-bit words, low word first
-    for name, buf in (("X_ADDR", acc.x), ("EMB_ADDR", acc.emb), ("OUT_ADDR", acc.out)):
+    for name, buf in (("X_ADDR", acc.x), ("EMB_ADDR", acc.emb), ("OUT_ADDR", acc.out), ("H_ADDR", acc.h)):
         assert init[R[name]] == buf.physical_address & 0xFFFFFFFF
         assert init[R[name] + 4] == buf.physical_address >> 32
+    for p in range(csim_lib.config["ports"]):   # every weight port gets the arena address
+        assert init[R[f"W{p}_ADDR"]] == acc.weights.physical_address & 0xFFFFFFFF
+        assert init[R[f"W{p}_ADDR"] + 4] == acc.weights.physical_address >> 32
     assert init[R["D"]] == acc.d and init[R["INTER"]] == acc.inter and init[R["VOCAB"]] == acc.vocab
-    assert init[R["PACKING"]] == 0
+    assert init[R["PACKING"]] == 0 and init[R["LAYERS"]] == L
+    lay = drv.arena_layout(L, acc.d, acc.inter, acc.vocab, "2bit")
+    assert acc.blob_addr == [acc.weights.physical_address + li * lay["stride"] for li in range(L)]
+    assert acc.head_addr == acc.weights.physical_address + L * lay["stride"]
     regs.writes.clear()
 
+    g = GoldenModel(path)
+    assert np.array_equal(acc.step(7), g.step(7))
+    assert regs.writes == [(R["OP"], drv.OP_TOKEN), (R["TOKEN"], 7), (R["CTRL"], drv.AP_START)]
+    assert regs.ops == {drv.OP_TOKEN: 1}
+    assert ol.invalidates == 1                   # logits invalidated before reading
+    regs.writes.clear()
+    assert np.array_equal(acc.step(9), g.step(9))
+    assert regs.writes == [(R["TOKEN"], 9), (R["CTRL"], drv.AP_START)]   # OP unchanged: not rewritten
+
+    # prefill: BODY for every prompt token but the last, TOKEN for the last
+    regs.ops.clear()
+    acc.reset()
+    g.reset()
+    assert ol.flushes == n_buf + 1               # the zeroed state flushed
+    assert np.array_equal(acc.prefill([1, 2, 3]), g.forward([1, 2, 3])[-1])
+    assert regs.ops == {drv.OP_BODY: 2, drv.OP_TOKEN: 1}
+    assert np.array_equal(acc.state(), g.h)
+    acc.close()
+    assert ol.memory.buffers() == 0
+
+
+def test_driver_mmio_per_decode_token(csim_lib, packed_cache):
+    """A decode token costs a handful of MMIO accesses (was about 230 for a 24-layer model at v2)."""
+    from mmfree import driver as drv
+    from mmfree import emu
+
+    _, path = packed_cache("wide", "base3")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib)
+    acc = drv.Accelerator(ol, path)
+    regs = ol.registers
+    counts = {"r": 0, "w": 0}
+    rd, wr = regs.read, regs.write
+
+    def cread(*a, **k):
+        counts["r"] += 1
+        return rd(*a, **k)
+
+    def cwrite(*a, **k):
+        counts["w"] += 1
+        return wr(*a, **k)
+
+    regs.read, regs.write = cread, cwrite
+    tok = int(np.argmax(acc.prefill([1, 2, 3])))
+    counts.update(r=0, w=0)
+    n = 6
+    for i in range(n):
+        tok = int(np.argmax(acc.step((tok + i) % acc.vocab)))
+    assert counts["w"] <= 2 * n and counts["r"] <= 1 * n, counts   # TOKEN + CTRL start; one CTRL poll
+    assert counts["w"] + counts["r"] <= 3 * n
+    assert regs.starts == 2 + 1 + n                                # 2 BODY + 1 TOKEN + n TOKEN
+    acc.close()
+
+
+def test_driver_per_op_mode_registers(csim_lib, packed_cache):
+    """arena=False (the fallback schedule): EMBED, one LAYER per layer, HEAD, per-layer buffers."""
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.golden import GoldenModel
+
+    _, path = packed_cache("wide", "2bit")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib)
+    regs = ol.registers
+    regs.record = True
+    acc = drv.Accelerator(ol, path, arena=False)
+    assert acc.mode == "per-op" and acc.weights is None and acc.fallback_reason is None
+    L = acc.n_layers
+    assert ol.memory.buffers() == L + 5  # embeddings, L blobs, head, x, h, logits
+    R = drv.REGISTERS
+    regs.writes.clear()
     g = GoldenModel(path)
     assert np.array_equal(acc.step(7), g.step(7))
     ops = [v for off, v in regs.writes if off == R["OP"]]
@@ -134,18 +242,35 @@ def test_driver_end_to_end_registers_and_cache_ops(csim_lib, packed_cache):
     for p in range(csim_lib.config["ports"]):   # every weight port gets the blob address
         w = [v for off, v in regs.writes if off == R[f"W{p}_ADDR"]]
         assert w == [b.physical_address & 0xFFFFFFFF for b in acc.blobs] + [acc.head.physical_address & 0xFFFFFFFF]
-    assert ol.invalidates == 1                   # logits invalidated before reading
-    assert all(v <= 0xFFFFFFFF for _, v in regs.writes)
-
-    # prefill: HEAD only after the last prompt token
     regs.ops.clear()
     acc.reset()
     g.reset()
-    assert ol.flushes == n_buf + 1               # the zeroed state flushed
     assert np.array_equal(acc.prefill([1, 2, 3]), g.forward([1, 2, 3])[-1])
     assert regs.ops == {drv.OP_EMBED: 3, drv.OP_LAYER: 3 * L, drv.OP_HEAD: 1}
     acc.close()
     assert ol.memory.buffers() == 0
+
+
+def test_per_op_calls_then_token_calls(csim_lib, packed_cache):
+    """The per-op path (`_run`, as notebook 03 uses it) moves W*/H_ADDR; the next TOKEN call points them
+    back at the arena, and the results stay the golden model's."""
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.golden import GoldenModel
+
+    _, path = packed_cache("odd", "base3")
+    acc = drv.Accelerator(emu.Overlay(board=BOARD, lib=csim_lib), path)
+    g = GoldenModel(path)
+    for t, tok in enumerate([4, 8]):
+        acc._run(drv.OP_EMBED, f"EMBED token {t}", token=tok)
+        for li in range(acc.n_layers):
+            acc._run(drv.OP_LAYER, f"LAYER {li} token {t}", weights=acc.blob_addr[li], h=acc.h_addr[li])
+        acc.tokens += 1
+    assert np.array_equal(acc._head(), g.forward([4, 8])[-1])
+    for tok in (3, 0, 5):
+        assert np.array_equal(acc.step(tok), g.step(tok))
+    assert acc.ip.read_reg("W0_ADDR") == acc.weights.physical_address & 0xFFFFFFFF
+    acc.close()
 
 
 def test_token_out_of_vocab(csim_lib, packed_cache):
@@ -213,6 +338,9 @@ def test_check_fits_370m_on_boards():
     c370 = HGRNBitConfig(hidden_size=1024, num_hidden_layers=24, intermediate_size=2816, vocab_size=32000)
     need = drv.check_fits(c370, "base3", drv.overlay_limits(None, "kv260"), drv.board_params("kv260")["cma_bytes"])
     assert 100e6 < need < 200e6
+    per_op = drv.check_fits(c370, "base3", drv.overlay_limits(None, "kv260"), drv.board_params("kv260")["cma_bytes"],
+                            arena=False)
+    assert need <= per_op < need + 24 * 8192   # the arena never needs more CMA than per-layer buffers
     c27 = HGRNBitConfig(hidden_size=2560, num_hidden_layers=32, intermediate_size=6912, vocab_size=32000)
     with pytest.raises(ModelTooLarge, match="max_d=1024"):
         drv.check_fits(c27, "2bit", drv.overlay_limits(None, "pynq-z2"), 1 << 40)

@@ -52,13 +52,18 @@ def test_emu_tokens_equal_golden(csim_lib, packed_cache, shape, packing):
     emu_b.close()
 
 
-@pytest.mark.parametrize("packing", ["2bit", "base3"])
-def test_emu_logits_bit_exact_and_state(csim_lib, packed_cache, packing):
+@pytest.mark.parametrize("shape,packing", CASES)
+def test_emu_logits_bit_exact_and_state(csim_lib, packed_cache, shape, packing):
+    """The TOKEN path (BODY for the prompt, TOKEN for its last token and every decode token) == golden,
+    bit for bit, logits and state, and again after a reset."""
+    from mmfree import driver as drv
     from mmfree.driver import Accelerator
     from mmfree.golden import GoldenModel
 
-    _, path = packed_cache("odd", packing)
-    acc = Accelerator(_overlay(csim_lib), path)
+    _, path = packed_cache(shape, packing)
+    ol = _overlay(csim_lib)
+    acc = Accelerator(ol, path)
+    assert acc.mode == "token"
     g = GoldenModel(path)
     ids = [3, 1, 4, 1, 5]
     assert np.array_equal(acc.prefill(ids), g.forward(ids)[-1])
@@ -69,7 +74,55 @@ def test_emu_logits_bit_exact_and_state(csim_lib, packed_cache, packing):
     acc.reset()
     g.reset()
     assert np.array_equal(acc.prefill(ids[:2]), g.forward(ids[:2])[-1])
+    assert np.array_equal(acc.step(7), g.step(7))
+    assert np.array_equal(acc.state(), g.h)
+    assert set(ol.registers.ops) == {drv.OP_BODY, drv.OP_TOKEN}   # no per-op call at all
     acc.close()
+
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_arena_allocation_failure_falls_back_to_per_op(csim_lib, packed_cache, packing):
+    """A fragmented CMA (no block as large as the arena): the driver says so once, loads one buffer per
+    layer and runs EMBED, LAYER x L, HEAD per token, still equal to golden bit for bit."""
+    from mmfree import driver as drv
+    from mmfree.golden import GoldenModel
+
+    _, path = packed_cache("odd", packing)
+    from mmfree import packed as pk
+    c = pk.load(path).config
+    lay = drv.arena_layout(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.vocab_size, packing)
+    biggest_other = max(drv.layer_layout(c.hidden_size, c.intermediate_size, packing)["bytes"],
+                        drv.head_layout(c.hidden_size, c.vocab_size, packing)["bytes"], 2 * c.vocab_size * c.hidden_size)
+    ol = _overlay(csim_lib, max_block_bytes=drv.cma_footprint(biggest_other))
+    assert drv.cma_footprint(lay["bytes"]) > ol.memory.max_block_bytes
+    with pytest.warns(RuntimeWarning, match="weights arena") as rec:
+        acc = drv.Accelerator(ol, path)
+    assert len([w for w in rec if "arena" in str(w.message)]) == 1
+    assert acc.mode == "per-op" and acc.weights is None and "fragmented" in acc.fallback_reason
+    assert ol.memory.buffers() == c.num_hidden_layers + 5
+    g = GoldenModel(path)
+    ids = [3, 1, 4]
+    assert np.array_equal(acc.prefill(ids), g.forward(ids)[-1])
+    for t in (9, 2):
+        assert np.array_equal(acc.step(t), g.step(t))
+    acc.reset()
+    g.reset()
+    assert np.array_equal(acc.prefill(ids[:1]), g.forward(ids[:1])[-1])
+    assert np.array_equal(acc.state(), g.h)
+    assert set(ol.registers.ops) == {drv.OP_EMBED, drv.OP_LAYER, drv.OP_HEAD}
+    acc.close()
+    # an allocator that fails for any reason (pynq: RuntimeError from XRT) falls back the same way
+    ol2 = _overlay(csim_lib)
+
+    def alloc(shape, dtype, **kw):
+        if tuple(shape) == (lay["bytes"],):
+            raise RuntimeError("Failed to allocate Memory!")
+        return ol2.allocate(shape, dtype)
+
+    with pytest.warns(RuntimeWarning, match="RuntimeError: Failed to allocate"):
+        acc = drv.Accelerator(ol2, path, allocate=alloc)
+    assert acc.mode == "per-op"
+    assert np.array_equal(acc.step(5), GoldenModel(path).step(5))
 
 
 def test_buffers_addresses(csim_lib):
@@ -148,9 +201,64 @@ def test_out_of_range_address_is_bus_error(csim_lib, packed_cache):
     with pytest.raises(BusError) as e:
         acc.step(1)
     msg = str(e.value)
-    assert "X_ADDR" in msg and f"{bad:x}" in msg and "EMBED" in msg
-    # a weight blob pointer at the end of a buffer (the blob would run past it)
+    assert "X_ADDR" in msg and f"{bad:x}" in msg and "TOKEN" in msg
     ip.write_addr("X_ADDR", acc.x.physical_address)
+    acc.step(1)
+    acc.close()
+
+
+@pytest.mark.parametrize("op", ["TOKEN", "BODY"])
+def test_whole_token_short_buffers_are_bus_errors(csim_lib, packed_cache, op):
+    """TOKEN/BODY resolve the arena and the state with the extents LAYERS implies: a weights buffer or a
+    state buffer one word too short is a bus error naming the register."""
+    from mmfree import driver as drv
+    from mmfree.errors import BusError
+
+    _, path = packed_cache("wide", "base3")
+    ol = _overlay(csim_lib)
+    acc = drv.Accelerator(ol, path)
+    L, lay = acc.n_layers, acc.arena
+    need = lay["bytes"] if op == "TOKEN" else (L - 1) * lay["stride"] + drv.layer_layout(acc.d, acc.inter, "base3")["bytes"]
+    opc = getattr(drv, "OP_" + op)
+    ip = acc.ip
+    ip.write_reg("OP", opc)
+    ip.write_reg("TOKEN", 2)
+    short = ol.allocate((need - 16,), np.uint8)
+    short[:] = acc.weights[:need - 16]
+    for p in range(acc.ports):
+        ip.write_addr(f"W{p}_ADDR", short.physical_address)
+    with pytest.raises(BusError, match=f"{op}.*W0_ADDR"):
+        ip.start()
+    exact = ol.allocate((need,), np.uint8)                 # exactly the extent the op reads: fine
+    exact[:] = acc.weights[:need]
+    for p in range(acc.ports):
+        ip.write_addr(f"W{p}_ADDR", exact.physical_address)
+    ip.start()
+    ip.wait(1.0, op)
+    for p in range(acc.ports):
+        ip.write_addr(f"W{p}_ADDR", acc.weights.physical_address)
+    state = ol.allocate(((L - 1) * drv.pad4(acc.d) + drv.pad4(acc.d) - 4,), np.float32)   # one word short
+    ip.write_addr("H_ADDR", state.physical_address)
+    with pytest.raises(BusError, match=f"{op}.*H_ADDR"):
+        ip.start()
+    ip.write_addr("H_ADDR", acc.h.physical_address)
+    ip.write_reg("LAYERS", 0)
+    with pytest.raises(BusError, match="LAYERS"):
+        ip.start()
+    ip.write_reg("LAYERS", csim_lib.config["max_layers"] + 1)
+    with pytest.raises(BusError, match="LAYERS"):
+        ip.start()
+    acc.close()
+
+
+def test_per_op_out_of_range_address_is_bus_error(csim_lib, packed_cache):
+    from mmfree import driver as drv
+    from mmfree.errors import BusError
+
+    _, path = packed_cache("tiny", "2bit")
+    acc = drv.Accelerator(_overlay(csim_lib), path, arena=False)
+    acc.step(1)
+    # a weight blob pointer at the end of a buffer (the blob would run past it)
     acc.blob_addr[0] = acc.blobs[0].physical_address + 4096
     with pytest.raises(BusError, match="W0_ADDR"):
         acc.step(1)
@@ -165,16 +273,24 @@ def test_hung_kernel_times_out(csim_lib, packed_cache):
     from mmfree.driver import Accelerator
     from mmfree.errors import DeviceError, KernelTimeout
 
-    _, path = packed_cache("wide", "base3")          # 4 layers: EMBED, LAYER x4, HEAD per token
-    ol = _overlay(csim_lib, hang_after=3)             # the 4th start hangs: LAYER 2 of token 0
+    _, path = packed_cache("wide", "base3")          # 4 layers
+    ol = _overlay(csim_lib, hang_after=3)             # the 4th start hangs: prompt BODY, BODY, TOKEN, then decode
     acc = Accelerator(ol, path, timeout_s=0.05)
+    acc.prefill([1, 2, 3])
+    with pytest.raises(KernelTimeout) as e:
+        acc.step(5)
+    msg = str(e.value)
+    assert "op TOKEN" in msg and "token #3" in msg and "id 5" in msg and "0.05" in msg and "hung" in msg
+    # the kernel stays busy: a new Accelerator on this overlay refuses to start
+    with pytest.raises(DeviceError, match="not idle"):
+        Accelerator(ol, path)
+    # the per-op schedule names the layer
+    ol = _overlay(csim_lib, hang_after=3)             # EMBED, LAYER 0, LAYER 1, then LAYER 2 hangs
+    acc = Accelerator(ol, path, timeout_s=0.05, arena=False)
     with pytest.raises(KernelTimeout) as e:
         acc.step(5)
     msg = str(e.value)
     assert "LAYER" in msg and "layer 2 of 4" in msg and "0.05" in msg and "hung" in msg
-    # the kernel stays busy: a new Accelerator on this overlay refuses to start
-    with pytest.raises(DeviceError, match="not idle"):
-        Accelerator(ol, path)
 
 
 def test_hung_on_first_call(csim_lib, packed_cache):
@@ -183,8 +299,23 @@ def test_hung_on_first_call(csim_lib, packed_cache):
 
     _, path = packed_cache("tiny", "base3")
     acc = Accelerator(_overlay(csim_lib, hang_after=0), path, timeout_s=0.02)
+    with pytest.raises(KernelTimeout, match=r"op BODY \(token #0, id 1"):
+        acc.prefill([1, 2])
+    acc = Accelerator(_overlay(csim_lib, hang_after=0), path, timeout_s=0.02, arena=False)
     with pytest.raises(KernelTimeout, match="EMBED"):
         acc.prefill([1, 2])
+
+
+def test_emu_refuses_library_of_another_register_map(csim_lib):
+    from mmfree import emu
+    from mmfree.errors import DeviceError
+
+    class Old:
+        config = dict(csim_lib.config, regs_version=2)
+
+    with pytest.raises(DeviceError, match="version 2.*version 3"):
+        emu.Overlay(board=BOARD, lib=Old())
+    assert csim_lib.config["regs_version"] == 3
 
 
 def test_emu_overlay_without_library():
@@ -212,5 +343,5 @@ def test_bench_script_runs(csim_lib, packed_cache):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     r = mod.bench(path, 2)
-    assert r["kernel_calls_per_token"] == 3 and r["decode_tokens_per_s"] > 0
-    assert r["mmio_reads_per_token"] >= 3 and r["mmio_writes_per_token"] >= 3
+    assert r["kernel_calls_per_token"] == 1 and r["decode_tokens_per_s"] > 0
+    assert 1 <= r["mmio_reads_per_token"] <= 2 and 1 <= r["mmio_writes_per_token"] <= 3
