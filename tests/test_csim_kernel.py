@@ -303,9 +303,12 @@ def test_mutation_one_lut_entry_fails(vectors, tmp_path, csim_build):
 # the shared library through csim.py (the emulator's path)
 # ----------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("mode", ["per-op", "token"])
 @pytest.mark.parametrize("packing", ["2bit", "base3"])
 @pytest.mark.parametrize("shape", ["s70", "s200"])
-def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, packing):
+def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, packing, mode):
+    """Per op (EMBED, LAYER x L, HEAD calls) or one OP_TOKEN call on the arena: every intermediate of
+    every layer equals the golden model's, in the same order."""
     path = packed_models[(shape, packing)]
     g = GoldenModel(path)
     m = csim.CsimModel(path)
@@ -316,7 +319,7 @@ def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, pa
             tr = {}
             want = g.step(tok, trace=tr)
             rec.clear()
-            got = m.step(tok)
+            got = m.step(tok) if mode == "per-op" else m.token(tok)
             assert np.array_equal(got.view(np.uint32), np.asarray(want, np.float32).view(np.uint32))
             # every call's traces arrive in order: split them by call through the embed "x"
             vals = rec.parts
@@ -332,9 +335,33 @@ def test_library_matches_golden_over_tokens(csim_build, packed_models, shape, pa
                     assert np.array_equal(got_v.view(np.uint8), v.view(np.uint8)), f"layer {li} {k}"
             for k, v in head_expect(tr).items():
                 assert np.array_equal(calls[-1][k].view(np.uint8), v.view(np.uint8)), k
-            assert np.array_equal(m.h[0].array[:g.d], g.h[0])
+            if mode == "per-op":
+                assert np.array_equal(m.h[0].array[:g.d], g.h[0])
+            else:
+                st = m.state.array.reshape(g.n_layers, csim.pad4(g.d))
+                assert np.array_equal(st[:, :g.d], g.h) and not st[:, g.d:].any()
     finally:
         m.lib.set_trace(None)
+
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+@pytest.mark.parametrize("shape", ["s70", "s48", "s200"])
+def test_library_body_then_token(csim_build, packed_models, shape, packing):
+    """A prompt through OP_BODY calls (no logits written), its last token and decode through OP_TOKEN."""
+    path = packed_models[(shape, packing)]
+    g = GoldenModel(path)
+    m = csim.CsimModel(path)
+    ids = [7, 2, 9, 4]
+    m.out.array[:] = -1.0
+    for t in ids[:-1]:
+        assert m.token(t, op=csim.OP_BODY) is None
+    assert (m.out.array == -1.0).all()                # BODY never touches OUT
+    assert np.array_equal(m.token(ids[-1]), g.forward(ids)[-1])
+    for t in (1, 0):
+        assert np.array_equal(m.token(t), g.step(t))
+    m.reset()
+    g.reset()
+    assert np.array_equal(m.token(3), g.step(3))
 
 
 def _split_calls(parts, n_layers):
@@ -396,11 +423,39 @@ def test_library_errors_name_the_register(csim_build, packed_models):
         m.lib.call(bad, m.mem.resolve)
 
 
+@pytest.mark.parametrize("op", ["BODY", "TOKEN"])
+def test_library_whole_token_extents(csim_build, packed_models, op):
+    """BODY/TOKEN resolve W with the arena extent and H with the [L, pad4(d)] state from LAYERS: one
+    word short fails naming the register; exactly enough is fine; LAYERS outside 1..max is refused."""
+    m = csim.CsimModel(packed_models[("s70", "base3")])
+    code = getattr(csim, "OP_" + op)
+    L, d = m.n_layers, m.d
+    lay = csim.arena_layout(L, d, m.inter, m.vocab, "base3")
+    need = lay["bytes"] if op == "TOKEN" else lay["layers"][-1] + csim.layer_layout(d, m.inter, "base3")["bytes"]
+    arena = csim.pack_arena(m.packed)
+    exact = m.mem.alloc(arena[:need])
+    short = m.mem.alloc(arena[:need - 16])
+    state = m.mem.alloc(csim.state_bytes(L, d) // 4, np.float32)
+    m.lib.call(m.regs(code, token=1, blob=exact, h=state), m.mem.resolve)
+    with pytest.raises(csim.CsimError, match="W0_ADDR"):
+        m.lib.call(m.regs(code, token=1, blob=short, h=state), m.mem.resolve)
+    short_h = m.mem.alloc(csim.state_bytes(L, d) // 4 - 4, np.float32)
+    with pytest.raises(csim.CsimError, match="H_ADDR"):
+        m.lib.call(m.regs(code, token=1, blob=exact, h=short_h), m.mem.resolve)
+    for bad in (0, m.lib.config["max_layers"] + 1):
+        with pytest.raises(csim.CsimError, match="LAYERS"):
+            m.lib.call(m.regs(code, token=1, blob=exact, h=state, layers=bad), m.mem.resolve)
+    with pytest.raises(csim.CsimError, match="token"):
+        m.lib.call(m.regs(code, token=m.vocab, blob=exact, h=state), m.mem.resolve)
+    with pytest.raises(csim.CsimError, match="unknown op"):
+        m.lib.call(m.regs(csim.OP_TOKEN + 1, token=1, blob=exact, h=state), m.mem.resolve)
+
+
 def test_weight_registers_used_per_build(csim_build, packed_models):
     """A build resolves W0..W(ports-1), each must hold the blob; registers past its ports are not read."""
     m = csim.CsimModel(packed_models[("s48", "2bit")])
     ports = m.lib.config["ports"]
-    assert ports == 6 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 2
+    assert ports == 6 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 3
     regs = m.regs(csim.OP_LAYER, blob=m.blobs[0], h=m.h[0])
     for p in range(ports):
         bad = regs.copy()
@@ -419,6 +474,10 @@ def test_weight_registers_used_per_build(csim_build, packed_models):
     regs[csim.REG["W1_ADDR"] // 4] = 0
     with pytest.raises(csim.CsimError, match="W1_ADDR"):
         z.lib.call(regs, z.mem.resolve)
+    # the whole-token op on PYNQ-Z2 (2 x 64-bit ports: the arena's 4 KB stride is whole 8-byte words)
+    g = GoldenModel(packed_models[("s48", "2bit")])
+    assert np.array_equal(z.token(5), g.step(5))
+    assert z.lib.config["max_layers"] == 24
 
 
 def test_missing_library_says_make_csim(tmp_path):
@@ -434,9 +493,11 @@ def test_register_header_matches_pragmas():
     src = open(KERNEL_CPP).read()
     pragmas = dict(re.findall(r"#pragma HLS INTERFACE s_axilite port=(\w+) offset=(0x[0-9a-fA-F]+)", src))
     names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
-             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR"}
+             "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "layers": "LAYERS"}
     names.update({f"w{p}": f"W{p}_ADDR" for p in range(csim.REGS["MAX_WEIGHT_PORT_REGS"])})
     assert set(pragmas) == set(names)
+    assert csim.REG["LAYERS"] == 0xB8 and csim.REG_SPAN == 0xC0 and csim.REGS["REGS_VERSION"] == 3
+    assert (csim.OP_BODY, csim.OP_TOKEN) == (3, 4)
     for port, reg in names.items():
         assert int(pragmas[port], 16) == csim.REG[reg], port
     # every top-level argument has an INTERFACE pragma; no two registers overlap
@@ -464,6 +525,12 @@ def test_layout_python_equals_cpp(csim_build, d, inter, vocab, packing):
     assert hl["params"] == lib.lib.mmfree_head_params_offset(d, vocab, pc)
     assert csim.vec_bytes(d) == lib.lib.mmfree_vec_bytes(d)
     assert lay["params"] % 16 == 0 and hl["params"] % 16 == 0
+    for L in (1, 3, 24):
+        al = csim.arena_layout(L, d, inter, vocab, packing)
+        assert al["stride"] == lib.layer_stride(d, inter, packing) and al["stride"] % 4096 == 0
+        assert al["head"] == lib.arena_head_offset(L, d, inter, packing)
+        assert al["bytes"] == lib.arena_bytes(L, d, inter, vocab, packing)
+        assert csim.state_bytes(L, d) == lib.state_bytes(L, d)
 
 
 def test_base3_lut_equals_packed_format():

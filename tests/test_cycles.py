@@ -58,9 +58,66 @@ def test_trip_counts_match_csim_counters(csim_build, op, d, inter, vocab, packin
         assert want["mv"][1] > 1
 
 
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+@pytest.mark.parametrize("op,d,inter,vocab,layers", [
+    ("body", 70, 150, 37, 1), ("body", 70, 150, 37, 3), ("token", 70, 150, 37, 2), ("token", 48, 128, 301, 3),
+    ("token", 200, 344, 301, 2),
+])
+def test_whole_token_trips_match_csim_counters(csim_build, op, d, inter, vocab, layers, packing):  # noqa: F811
+    """OP_BODY / OP_TOKEN on a random arena: the C-sim counters == trips(op, layers=L) == the sum of the
+    single ops' trips (the same functions run; only the per-call cost differs)."""
+    lib = csim.load()
+    m = cycles.Machine(lib.config["board"])
+    rng = np.random.default_rng(1)
+    mem = csim.Memory()
+    al = csim.arena_layout(layers, d, inter, vocab, packing)
+    arena = rng.integers(0, 243 if packing == "base3" else 256, al["bytes"], dtype=np.uint8)
+    for off, lay in [(o, csim.layer_layout(d, inter, packing)) for o in al["layers"]] + \
+            [(al["head"], csim.head_layout(d, vocab, packing))]:
+        prm = np.zeros(lay["floats"], np.float32)
+        prm[:6] = 0.01
+        prm[8:] = rng.uniform(0.5, 1.5, prm.size - 8)
+        arena[off + lay["params"]:off + lay["bytes"]] = prm.view(np.uint8)
+    w = mem.alloc(arena)
+    x = mem.alloc(np.zeros(csim.pad4(d), np.float32))
+    h = mem.alloc(np.zeros(layers * csim.pad4(d), np.float32))
+    out = mem.alloc(np.zeros(csim.pad4(vocab), np.float32))
+    emb = mem.alloc(rng.integers(0, 1 << 15, vocab * d, dtype=np.uint16))
+    code = {"body": csim.OP_BODY, "token": csim.OP_TOKEN}[op]
+    regs = csim.regs_image({"OP": code, "D": d, "INTER": inter, "VOCAB": vocab, "PACKING": csim.PACKING_CODE[packing],
+                            "TOKEN": vocab - 1, "LAYERS": layers, "X_ADDR": x.addr, "H_ADDR": h.addr,
+                            "OUT_ADDR": out.addr, "EMB_ADDR": emb.addr,
+                            **{f"W{p}_ADDR": w.addr for p in range(lib.config["ports"])}})
+    lib.reset_counters()
+    lib.call(regs, mem.resolve)
+    got = lib.counters()
+    want = m.trips(op, d, inter, vocab, packing, layers=layers)
+    assert got == want
+    single = [m.trips("embed", d, inter, vocab, packing)] + [m.trips("layer", d, inter, vocab, packing)] * layers
+    if op == "token":
+        single.append(m.trips("head", d, inter, vocab, packing))
+    assert want == {c: tuple(map(sum, zip(*(s[c] for s in single)))) for c in cycles.CLASSES}
+    if op == "token":
+        assert (out.array[:vocab].view(np.uint32) != 0).any()     # TOKEN wrote the logits (random data)
+
+
+def test_per_call_cost():
+    """One call per token (OP_TOKEN) pays the per-call cost once; the per-op schedule L + 2 times."""
+    m = cycles.Machine("kv260")
+    assert m.call_cycles == cycles.pipeline_constants()["call_cycles"] > 0
+    d, L, inter, vocab = cycles.MODELS["1.3B"]
+    one = m.token(d, L, inter, vocab, "base3")
+    per_op = m.token(d, L, inter, vocab, "base3", calls=L + 2)
+    assert one["calls"] == 1 and one["call_cycles"] == m.call_cycles
+    assert per_op["cycles"] - one["cycles"] == (L + 1) * m.call_cycles
+    assert per_op["stream_s"] == one["stream_s"] and per_op["overhead_s"] > one["overhead_s"]
+
+
 def test_constants_come_from_the_one_places():
     lib_consts = cycles.pipeline_constants()
-    assert set(lib_consts) == {"vec_lanes", "mv_depth", "vec_depth", "red_ii", "red_depth", "mem_depth"}
+    assert set(lib_consts) == {"vec_lanes", "mv_depth", "vec_depth", "red_ii", "red_depth", "mem_depth",
+                               "call_cycles"}
+    assert cycles.Machine("kv260").call_cycles == csim.load().config["call_cycles"]
     m = cycles.Machine("kv260")
     b = cycles.boards()["kv260"]
     assert m.ports == b["weight_ports"] and m.port_bytes * 8 == b["port_bits"]

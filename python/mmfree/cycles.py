@@ -8,6 +8,10 @@ Every pipelined loop of the kernel belongs to one class; a loop of N iterations 
     red  reduction pass (16-lane float sums), ceil(n / lanes) blocks, II = MMFREE_RED_II
     mem  DDR bursts of params, x, h, logits, embedding row, one beat per iteration, II = 1
 
+plus a fixed cost per kernel call (MMFREE_CALL_CYCLES: the ap_ctrl_hs start/done handshake and the
+scalar register reads), paid once per token with the whole-token op OP_TOKEN (register map v3; the
+per-op schedule EMBED, L x LAYER, HEAD pays it L + 2 times).
+
 ``trips()`` gives the exact iteration and loop counts the C-simulation counters report
 (tests/test_cycles.py checks them against hls/ through csim.py); the board's ports, port width
 and clock come from python/mmfree/data/boards.json, the pipeline constants from
@@ -19,7 +23,8 @@ fills run between the weight streams, never under them. So a token takes
     stream_s   = the weight stream: max(matvec iterations / clock,
                                         code bytes / (DDR peak x ddr_efficiency))
                  i.e. the codes at min(port capacity, DDR bandwidth x efficiency)
-    overhead_s = every other cycle (vec, red, mem classes and the matvec pipeline fills) / clock
+    overhead_s = every other cycle (vec, red, mem classes, the matvec pipeline fills and the per-call
+                 cost x calls per token) / clock
     token_s    = stream_s + overhead_s,    stream_fraction = stream_s / token_s
 
 and, for the "which binds" question, compute_s = all cycles / clock (DDR infinitely fast) against
@@ -55,11 +60,12 @@ def boards() -> Dict[str, dict]:
 
 
 def pipeline_constants(path: str = CONFIG_H) -> Dict[str, int]:
-    """MMFREE_VEC_LANES, MV_DEPTH, VEC_DEPTH, RED_II, RED_DEPTH, MEM_DEPTH from the HLS header."""
+    """MMFREE_VEC_LANES, MV_DEPTH, VEC_DEPTH, RED_II, RED_DEPTH, MEM_DEPTH, CALL_CYCLES from the HLS header."""
     out = {}
     with open(path, "r", encoding="utf-8") as f:
         for line in f:
-            m = re.match(r"#define\s+MMFREE_(VEC_LANES|MV_DEPTH|VEC_DEPTH|RED_II|RED_DEPTH|MEM_DEPTH)\s+(\d+)", line)
+            m = re.match(r"#define\s+MMFREE_(VEC_LANES|MV_DEPTH|VEC_DEPTH|RED_II|RED_DEPTH|MEM_DEPTH|CALL_CYCLES)\s+(\d+)",
+                         line)
             if m:
                 out[m.group(1).lower()] = int(m.group(2))
     return out
@@ -93,6 +99,7 @@ class Machine:
         self.lanes = c["vec_lanes"]
         self.ii = {"mv": 1, "vec": 1, "red": c["red_ii"], "mem": 1}
         self.depth = {"mv": c["mv_depth"], "vec": c["vec_depth"], "red": c["red_depth"], "mem": c["mem_depth"]}
+        self.call_cycles = c["call_cycles"]
 
     # ------------------------------------------------------------------ trip counts
     def beats(self, k: int, packing: str) -> int:
@@ -101,8 +108,16 @@ class Machine:
     def _nb(self, n: int) -> int:
         return _cdiv(n, self.lanes)
 
-    def trips(self, op: str, d: int, inter: int = 0, vocab: int = 0, packing: str = "base3") -> Dict[str, Tuple[int, int]]:
-        """{class: (iterations, loops)} of one kernel call: op in embed, layer, head."""
+    def trips(self, op: str, d: int, inter: int = 0, vocab: int = 0, packing: str = "base3",
+              layers: int = 1) -> Dict[str, Tuple[int, int]]:
+        """{class: (iterations, loops)} of one kernel call: op in embed, layer, head, or the whole-token
+        ops body (embed + ``layers`` x layer) and token (body + head)."""
+        if op in ("body", "token"):
+            parts = [self.trips("embed", d, inter, vocab, packing)]
+            parts += [self.trips("layer", d, inter, vocab, packing)] * layers
+            if op == "token":
+                parts.append(self.trips("head", d, inter, vocab, packing))
+            return {c: (sum(p[c][0] for p in parts), sum(p[c][1] for p in parts)) for c in CLASSES}
         t = {c: [0, 0] for c in CLASSES}
 
         def add(c, n):
@@ -167,8 +182,9 @@ class Machine:
 
     # ------------------------------------------------------------------ per token
     def token(self, d: int, layers: int, inter: int, vocab: int, packing: str,
-              ddr_efficiency: float = DDR_EFFICIENCY) -> dict:
+              ddr_efficiency: float = DDR_EFFICIENCY, calls: int = 1) -> dict:
         """Modeled time of one decode token (embed + layers + head), see the module docstring.
+        ``calls``: kernel calls per token (1: OP_TOKEN; layers + 2: the per-op schedule).
 
         Keys: stream_s, overhead_s, token_s, stream_fraction (the per-token breakdown); compute_s,
         ddr_s, binds (all cycles at the clock vs all bytes at the DDR peak); cycles, cycles_by_class,
@@ -178,7 +194,8 @@ class Machine:
         tr = {op: self.trips(op, d, inter, vocab, packing) for op in ("embed", "layer", "head")}
         cyc = {op: self.cycles(t) for op, t in tr.items()}
         total = {c: cyc["embed"][c] + layers * cyc["layer"][c] + cyc["head"][c] for c in CLASSES}
-        cycles = sum(total.values())
+        call_cycles = calls * self.call_cycles
+        cycles = sum(total.values()) + call_cycles
         stream = tr["embed"]["mv"][0] + layers * tr["layer"]["mv"][0] + tr["head"]["mv"][0]
         layer_codes = sum(r * pk.row_bytes(k, packing) for r, k in
                           ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter)))
@@ -199,6 +216,7 @@ class Machine:
             "stream_fraction": stream_s / token_s, "ddr_efficiency": ddr_efficiency,
             "compute_s": compute_s, "ddr_s": ddr_s, "binds": "DDR" if ddr_s >= compute_s else "compute",
             "cycles": cycles, "cycles_by_class": total, "stream_cycles": stream,
+            "calls": calls, "call_cycles": call_cycles,
             "overhead": (cycles - stream) / cycles, "layer_cycles": sum(cyc["layer"].values()),
             "code_bytes": code_bytes, "ddr_bytes": ddr_bytes, "port_s": port_s,
             "tok_s": 1.0 / token_s,
