@@ -2,9 +2,10 @@
 
 Measured (label "measured here" off a board, "measured on a board" with the pynq backend):
 prefill and decode tokens/s (warm-up, repeats, median and spread); for accelerator backends
-(emu, pynq) also the time per kernel call by op, the time per layer, the time spent inside the
-kernel versus in the driver's Python (register writes, polling, buffer work), and the bytes the
-kernel streams per token.
+(emu, pynq) also the time per kernel call by op (TOKEN and BODY: one call per token with the
+weights arena; EMBED, LAYER, HEAD in the per-op fallback), the kernel calls per decode token, the
+time spent inside the kernel versus in the driver's Python (register writes, polling, buffer work),
+per token and per kernel call, and the bytes the kernel streams per token.
 
 Modeled (``--project BOARD``): ``mmfree.perf.project`` for a released size or a packed model's
 shape, with a roofline plot.
@@ -85,7 +86,7 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
     prompt = rng.integers(3, backend.vocab_size, size=prompt_len).tolist()
     acc = getattr(backend, "acc", None)
     timer = _CallTimer(acc) if acc is not None else None
-    prefill, decode, kernel, driver = [], [], [], []
+    prefill, decode, kernel, driver, ncalls = [], [], [], [], []
     per_call = defaultdict(list)
     try:
         for r in range(warmup + repeats):
@@ -110,8 +111,11 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
                 k = timer.kernel_s - k1
                 kernel.append(k / new_tokens)
                 driver.append((t2 - t1 - k) / new_tokens)
+                # every call of this repeat (prefill's BODY calls too) in the per-op table; the decode
+                # calls per token from the decode part only
                 for op, ts in timer.calls.items():
-                    per_call[op].extend(ts[calls_before.get(op, 0):])
+                    per_call[op].extend(ts)
+                ncalls.append(sum(len(ts) - calls_before.get(op, 0) for op, ts in timer.calls.items()) / new_tokens)
     finally:
         if timer:
             timer.close()
@@ -123,9 +127,12 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
     if timer:
         out["kernel_s_per_token"] = _stats(kernel)
         out["driver_s_per_token"] = _stats(driver)
-        n_calls = backend.acc.n_layers + 2
+        # kernel calls per decode token, as counted (1: one TOKEN call; L + 2 in the per-op fallback)
+        n_calls = float(np.median(ncalls)) if ncalls else float(backend.acc.n_layers + 2)
+        out["driver_mode"] = getattr(backend.acc, "mode", "per-op")
+        out["kernel_calls_per_token"] = n_calls
         out["driver_s_per_call"] = float(np.median(driver)) / n_calls
-        out["kernel_call_s"] = {op: _stats(ts) for op, ts in per_call.items()}
+        out["kernel_call_s"] = {op: _stats(ts) for op, ts in per_call.items() if ts}
         out["layer_s"] = out["kernel_call_s"].get("LAYER")
         out["bytes_streamed_per_token"] = streamed_bytes_per_token(backend.acc.packed)
     return out
@@ -215,6 +222,7 @@ def run_cli(args) -> int:
         rows += [("kernel ms/token", f"{1e3 * r['kernel_s_per_token']['median']:.3f}"),
                  ("driver ms/token", f"{1e3 * r['driver_s_per_token']['median']:.3f} "
                                      f"({1e6 * r['driver_s_per_call']:.1f} us per kernel call)"),
+                 ("kernel calls/token", f"{r['kernel_calls_per_token']:g} ({r['driver_mode']})"),
                  ("bytes streamed/token", f"{r['bytes_streamed_per_token'] / 1e6:.3f} MB")]
         for op, s in r["kernel_call_s"].items():
             rows.append((f"{op} call ms", f"{1e3 * s['median']:.3f} (n={s['n']})"))

@@ -8,7 +8,9 @@
 - compute beyond the stream: the kernel's cycles that do not overlap the stream (vector unit
   passes, pipeline fill, parameter/x/h loads, embedding row, logits write), from the cycle model;
 - driver overhead: the Python time per kernel call on the host side (register writes, polling),
-  as measured in emulation (``results/driver_overhead_emu.json``, or a value given by the caller).
+  as measured in emulation (``results/driver_overhead_emu.json``, or a value given by the caller),
+  times the kernel calls per decode token: 1 (one OP_TOKEN call per token, register map v3; the
+  per-op fallback without the weights arena makes layers + 2, ``calls_per_token=None`` models it).
 
 DDR efficiency default: 0.85, the share of the KV260 DDR bandwidth-limited decode speed reached
 by Li et al. (DATE'25, arXiv 2502.10659), the best-documented KV260 figure; Hummingbird
@@ -47,19 +49,21 @@ def driver_seconds_per_call(path: str = DRIVER_RESULTS) -> Optional[float]:
 
 
 def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: str = "base3",
-            ddr_efficiency: float = DDR_EFFICIENCY, driver_s_per_call: Optional[float] = None) -> Dict:
-    """Modeled decode figures for one model shape on one board."""
+            ddr_efficiency: float = DDR_EFFICIENCY, driver_s_per_call: Optional[float] = None,
+            calls_per_token: Optional[int] = 1) -> Dict:
+    """Modeled decode figures for one model shape on one board. ``calls_per_token``: kernel calls per
+    decode token, 1 with OP_TOKEN (default); None for the per-op schedule (layers + 2)."""
     if packing not in pk.PACKINGS:
         raise ValueError(f"unknown packing {packing!r}")
     if not 0 < ddr_efficiency <= 1:
         raise ValueError(f"ddr_efficiency must be in (0, 1], got {ddr_efficiency}")
+    calls = layers + 2 if calls_per_token is None else int(calls_per_token)
     m = cycles.Machine(board)
-    tok = m.token(d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency)  # stream + kernel overhead
+    tok = m.token(d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency, calls=calls)  # stream + kernel
     code_bytes = tok["code_bytes"]
     stream_s, compute_extra_s = tok["stream_s"], tok["overhead_s"]
     if driver_s_per_call is None:
         driver_s_per_call = driver_seconds_per_call()
-    calls = layers + 2  # embed, one call per layer, head
     driver_s = (driver_s_per_call or 0.0) * calls
     token_s = stream_s + compute_extra_s + driver_s
     return {
@@ -73,7 +77,7 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
         "stream_s": stream_s, "stream_bound_by": "ports" if tok["port_s"] > tok["ddr_s"] / ddr_efficiency else "DDR",
         "stream_fraction_kernel_only": tok["stream_fraction"],
         "compute_beyond_stream_s": compute_extra_s,
-        "driver_s": driver_s, "driver_s_per_call": driver_s_per_call,
+        "driver_s": driver_s, "driver_s_per_call": driver_s_per_call, "kernel_calls_per_token": calls,
         "driver_source": "measured in emulation" if driver_s_per_call else "not measured (0)",
         "token_s": token_s, "decode_tokens_per_s": 1.0 / token_s,
         "stream_fraction": stream_s / token_s,
