@@ -72,7 +72,14 @@ def _add_bench(sub):
     p.set_defaults(func=bench.run_cli)
 
 
-COMMANDS = [_add_convert, _add_info, _add_generate, _add_bench]
+def _add_perplexity(sub):
+    from . import evaluate
+    p = sub.add_parser("perplexity", help="validation perplexity of a model on a text file (golden or torch)")
+    evaluate.add_arguments(p)
+    p.set_defaults(func=evaluate.run_cli)
+
+
+COMMANDS = [_add_convert, _add_info, _add_generate, _add_bench, _add_perplexity]
 
 
 def build_parser() -> argparse.ArgumentParser:
