@@ -79,7 +79,19 @@ def _add_perplexity(sub):
     p.set_defaults(func=evaluate.run_cli)
 
 
-COMMANDS = [_add_convert, _add_info, _add_generate, _add_bench, _add_perplexity]
+def cmd_train(args):
+    from . import train
+    return train.main(args.train_args)
+
+
+def _add_train(sub):
+    p = sub.add_parser("train", add_help=False,
+                       help="quantization-aware training of an HGRNBit model (torch; `mmfree train --help`)")
+    p.add_argument("train_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_train)
+
+
+COMMANDS = [_add_convert, _add_info, _add_generate, _add_bench, _add_perplexity, _add_train]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -94,6 +106,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train"]:  # mmfree.train has its own parser: hand it every argument, --help included
+        from . import train
+        return int(train.main(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     try:
         rc = args.func(args)
