@@ -50,6 +50,10 @@ def test_register_map_matches_header():
     assert d["REGS_VERSION"] == 3 and drv.REGISTERS["LAYERS"] == 0xB8 and drv.REG_SPAN == 0xC0
     assert drv.REGISTERS["W5_ADDR"] == 0xAC and drv.REGISTERS["TOKEN"] == 0x38
     assert max(v + (8 if k.endswith("_ADDR") else 4) for k, v in drv.REGISTERS.items()) <= drv.REG_SPAN
+    import json
+    with open(drv.BOARDS_JSON, encoding="utf-8") as f:
+        assert json.load(f)["_kernel"]["ctrl_bytes"] == drv.REG_SPAN   # the s_axilite span boards.json states
+    assert drv.REG_SPAN <= 1 << 8                                     # C_S_AXI_CONTROL_ADDR_WIDTH 8 still holds
     assert {"2bit": d["PACK_2BIT"], "base3": d["PACK_BASE3"]} == drv.PACKING_CODE
     # 64-bit address registers: the high word never collides with another register
     addr = sorted(v for k, v in drv.REGISTERS.items() if k.endswith("_ADDR"))
