@@ -1,9 +1,9 @@
 """Shared fixtures: small random checkpoints in the released format and their packed files."""
 
 import os
+import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -62,3 +62,19 @@ def packed_cache(tmp_path_factory):
         return cache[key]
 
     return get
+
+
+def build_csim(board="kv260"):
+    """`make csim` for a board (a no-op when up to date); fails the test with the build error, never skips."""
+    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={board}",
+                        f"PY={sys.executable}"], capture_output=True, text=True)
+    if r.returncode:
+        pytest.fail(f"make csim BOARD={board} failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])
+
+
+@pytest.fixture(scope="session")
+def csim_lib():
+    """The C-simulation library of the kv260 build, built first."""
+    build_csim("kv260")
+    from mmfree import csim
+    return csim.load("kv260")

@@ -6,11 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from test_emu import csim_lib  # noqa: F401  (session fixture: make csim)
 
 
 @pytest.mark.parametrize("arena", [True, False])
-def test_bench_backend_counts_calls(csim_lib, packed_cache, arena):  # noqa: F811
+def test_bench_backend_counts_calls(csim_lib, packed_cache, arena):
     from mmfree import driver as drv
     from mmfree import emu
     from mmfree.backends import AcceleratorBackend

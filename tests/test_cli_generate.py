@@ -14,15 +14,6 @@ from conftest import ROOT
 BOARD = "kv260"
 
 
-@pytest.fixture(scope="session")
-def csim_lib():
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={BOARD}",
-                        f"PY={sys.executable}"], capture_output=True, text=True)
-    if r.returncode:
-        pytest.fail("make csim failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])
-    from mmfree import csim
-    return csim.load(BOARD)
-
 
 def run(argv, capsys):
     from mmfree.cli import main

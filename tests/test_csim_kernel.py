@@ -17,6 +17,8 @@ import sys
 import numpy as np
 import pytest
 
+from conftest import build_csim
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "python"))
@@ -44,9 +46,7 @@ DT = {np.dtype(np.float32): 0, np.dtype(np.int32): 1, np.dtype(np.int8): 2, np.d
 @pytest.fixture(scope="session")
 def csim_build():
     """`make csim` once per session (incremental: a no-op when up to date)."""
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={BOARD}",
-                        f"PY={sys.executable}"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
+    build_csim(BOARD)
     return BUILD
 
 

@@ -16,15 +16,6 @@ REGS_H = os.path.join(ROOT, "hls", "include", "mmfree_regs.h")
 KERNEL_CPP = os.path.join(ROOT, "hls", "mmfree_kernel", "mmfree_kernel.cpp")
 
 
-@pytest.fixture(scope="session")
-def csim_lib():
-    r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "csim", f"BOARD={BOARD}",
-                        f"PY={sys.executable}"], capture_output=True, text=True)
-    if r.returncode:
-        pytest.fail("make csim failed:\n" + r.stdout[-4000:] + r.stderr[-4000:])
-    from mmfree import csim
-    return csim.load(BOARD)
-
 
 def _defines():
     out = {}

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mmfree import packed as pk
-from mmfree.convert import convert, lower_bound_table
+from mmfree.convert import lower_bound_table
 from mmfree.errors import FormatError
 from mmfree.model import HGRNBit, lower_bound_table as torch_lb, weight_alpha, weight_codes
 from mmfree.safetensors_io import SafeTensorsFile

@@ -1,6 +1,5 @@
 """mmfree.train: a few CPU steps of a tiny HGRNBit on a tiny corpus written here."""
 
-import csv
 import json
 import math
 import os

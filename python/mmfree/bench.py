@@ -15,7 +15,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, Optional
+from typing import Dict
 
 import numpy as np
 

@@ -7,7 +7,6 @@ source tensor, never two full copies of the model. numpy only (torch not needed)
 
 import os
 import time
-from typing import Optional
 
 import numpy as np
 

@@ -14,7 +14,6 @@ import json
 import math
 import sys
 import time
-from typing import Optional
 
 import numpy as np
 
