@@ -2,8 +2,11 @@
 
 - the C++ testbench (hls/tb/tb_mmfree.cpp) on golden vector files: embed, every layer, head,
   both packings, shapes with d and I not multiples of 16 lanes nor of a bus word's 64/80 codes;
+  and the whole-token ops on the weights arena and [L, pad4(d)] state: BODY (a prompt token) and
+  TOKEN (a decode token), every layer's intermediates layer-qualified, state rows and logits;
 - the shared library through python/mmfree/csim.py over several tokens (the emulator's path);
-- mutation: one flipped weight bit, one altered base-3 LUT entry, make the testbench fail;
+- mutation: one flipped weight bit (a layer blob; layer 1 inside the arena of a TOKEN vector), one
+  altered base-3 LUT entry, make the testbench fail;
 - register map: the header's offsets are the pragmas' offsets; layout: Python == C++.
 """
 
@@ -123,6 +126,42 @@ def golden_calls(path, tokens=TOKENS):
     return g, calls
 
 
+WHOLE = (3, 17)  # (BODY prompt token from the zero state, then the TOKEN decode token)
+
+
+def whole_calls(path, prompt=WHOLE[0], token=WHOLE[1]):
+    """[(kind, token, inputs, expect)] of a BODY call (prompt token, zero state) and a TOKEN call (the
+    next token): inputs x, the [L, pad4(d)] state and the logits buffer (a sentinel: BODY must leave it,
+    TOKEN must overwrite all V); expect every traced value layer-qualified as golden names it."""
+    g = GoldenModel(path)
+    L, d, p4 = g.n_layers, g.d, csim.pad4(g.d)
+    vp4 = csim.pad4(g.config.vocab_size)
+    calls = []
+    x_in = np.full(p4, -2.5, np.float32)  # stale x: the embed overwrites it
+    for kind, tok in (("body", prompt), ("token", token)):
+        state = np.zeros((L, p4), np.float32)
+        state[:, :d] = g.h
+        sentinel = np.full(vp4, np.float32(-7.0), np.float32)
+        tr = {}
+        logits = g.step(tok, trace=tr)
+        e = {"embed.x": np.asarray(tr["embed"], np.float32).reshape(-1)}
+        for li in range(L):
+            e.update({f"layers.{li}.{k}": v for k, v in layer_expect(tr, li).items()})
+        after = np.zeros((L, p4), np.float32)
+        after[:, :d] = g.h
+        e["x_out"] = e[f"layers.{L - 1}.x"]
+        e["h_out"] = after.reshape(-1)
+        if kind == "token":
+            e.update(head_expect(tr))
+            e["out"] = np.asarray(logits, np.float32)
+        else:
+            e["out"] = sentinel[:g.config.vocab_size]
+        calls.append((kind, tok, {"x": x_in, "h": state.reshape(-1), "out": sentinel}, e))
+        x_in = np.zeros(p4, np.float32)
+        x_in[:d] = e["x_out"]
+    return g, calls
+
+
 def write_vectors(fname, regs, inputs, expect):
     with open(fname, "wb") as f:
         f.write(b"MMFVEC1\n")
@@ -140,9 +179,12 @@ def write_vectors(fname, regs, inputs, expect):
             entry("expect/" + k, v)
 
 
-def vector_files(path, outdir, tokens=TOKENS):
-    """Golden vector files of every call; returns [(file, kind)]."""
+def vector_files(path, outdir, tokens=TOKENS, whole=True):
+    """Golden vector files of every call (per op over `tokens`; with `whole`, a BODY and a TOKEN call on
+    the arena); returns [(file, kind)]."""
     g, calls = golden_calls(path, tokens)
+    if whole:
+        calls += whole_calls(path)[1]
     pk_ = g.packed
     cfg = g.config
     packing = csim.PACKING_CODE[pk_.packing]
@@ -150,20 +192,26 @@ def vector_files(path, outdir, tokens=TOKENS):
     files = []
     os.makedirs(outdir, exist_ok=True)
     for n, (kind, arg, inputs, expect) in enumerate(calls):
-        op = {"embed": csim.OP_EMBED, "layer": csim.OP_LAYER, "head": csim.OP_HEAD}[kind]
-        regs = [op, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, packing, arg if kind == "embed" else 0]
+        op = {"embed": csim.OP_EMBED, "layer": csim.OP_LAYER, "head": csim.OP_HEAD, "body": csim.OP_BODY,
+              "token": csim.OP_TOKEN}[kind]
+        regs = [op, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, packing,
+                arg if kind in ("embed", "body", "token") else 0, cfg.num_hidden_layers]
         inp = dict(inputs)
-        if kind == "embed":
+        if kind in ("embed", "body", "token"):
             inp["emb"] = np.asarray(pk_.tensor("embeddings"), np.uint16)
+        if kind in ("body", "token"):
+            if "arena" not in blobs:
+                blobs["arena"] = csim.pack_arena(pk_)
+            inp["blob"] = blobs["arena"]
         elif kind == "layer":
             if arg not in blobs:
                 blobs[arg] = csim.pack_layer_blob(pk_, arg)
             inp["blob"] = blobs[arg]
-        else:
+        elif kind == "head":
             if "head" not in blobs:
                 blobs["head"] = csim.pack_head_blob(pk_)
             inp["blob"] = blobs["head"]
-        for k in ("x", "h"):
+        for k in ("x", "h", "out"):
             if k in inp:
                 inp[k] = np.asarray(inp[k], np.float32)
         fname = os.path.join(outdir, f"{n:03d}-{kind}.mmv")
@@ -189,7 +237,7 @@ def vectors(csim_build, packed_models, tmp_path_factory):
 def test_testbench_all_ops_shapes_packings(vectors):
     files = [f for fs in vectors.values() for f, _ in fs]
     kinds = {k for fs in vectors.values() for _, k in fs}
-    assert kinds == {"embed", "layer", "head"}
+    assert kinds == {"embed", "layer", "head", "body", "token"}
     r = run_tb(files)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert f"{len(files)} passed, 0 failed" in r.stdout
@@ -226,24 +274,28 @@ def test_testbench_other_port_counts(vectors, tmp_path, ports):
     assert f"{ports} weight ports x 128 bits" in r.stdout
 
 
-def _bitflip_file(src, dst, packing, path):
-    """Copy a layer vector file with one weight of layers.0.i flipped where its activation is nonzero."""
-    with open(src, "rb") as f:
-        data = bytearray(f.read())
-    # locate the blob entry
-    pos = 8
-    blob_at = q = None
-    entries = {}
+def _entries(data):
+    """{name: (byte offset of the elements, count)} of a vector file's entries."""
+    pos, entries = 8, {}
     while pos < len(data):
         (n,) = struct.unpack_from("<I", data, pos)
         name = data[pos + 4:pos + 4 + n].decode()
         dt, count = struct.unpack_from("<IQ", data, pos + 4 + n)
         start = pos + 4 + n + 12
-        size = count * [4, 4, 1, 1, 2, 4][dt]
         entries[name] = (start, count)
-        pos = start + size
-    blob_at = entries["blob"][0]
-    qs, qn = entries["expect/i.q"]
+        pos = start + count * [4, 4, 1, 1, 2, 4][dt]
+    return entries
+
+
+def _bitflip_file(src, dst, packing, path, qkey="i.q", blob_off=0):
+    """Copy a vector file with one weight code of the i projection flipped (row 0, a column whose
+    activation `qkey` is nonzero), the i codes at byte blob_off of the "blob" entry (a layer blob at 0, or
+    layer l's blob inside the arena at l * layer_stride)."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    entries = _entries(data)
+    blob_at = entries["blob"][0] + blob_off
+    qs, qn = entries["expect/" + qkey]
     q = np.frombuffer(bytes(data[qs:qs + qn]), np.int8)
     j = int(np.flatnonzero(q)[0])  # a column whose activation is nonzero: the product must change
     if packing == "2bit":
@@ -294,9 +346,52 @@ def test_mutation_one_lut_entry_fails(vectors, tmp_path, csim_build):
     r = run_tb([layer0], tb=exe)
     assert r.returncode == 1, r.stdout
     assert "FAIL" in r.stdout
+    # ... and the TOKEN vector (the LUT decodes every layer and the lm_head of the whole-token call)
+    tok = next(f for f, k in files if k == "token")
+    r = run_tb([tok], tb=exe)
+    assert r.returncode == 1 and "FAIL" in r.stdout, r.stdout
     # the same mutant still passes 2-bit vectors: the LUT is the base-3 decoder only
     layer0_2bit = next(f for f, k in vectors[("s70", "2bit")] if k == "layer")
     assert run_tb([layer0_2bit], tb=exe).returncode == 0
+
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_testbench_whole_token_vectors(vectors, packing):
+    """BODY and TOKEN vectors (arena, [L, pad4(d)] state) pass for every shape: every layer's traced
+    values layer-qualified, the state rows with their pad, the logits; BODY leaves OUT alone."""
+    files = [(f, k) for key, fs in vectors.items() if key[1] == packing for f, k in fs if k in ("body", "token")]
+    assert sorted(k for _, k in files) == ["body"] * len(SHAPES) + ["token"] * len(SHAPES)
+    r = run_tb([f for f, _ in files])
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert f"{len(files)} passed, 0 failed" in r.stdout
+    # every value the vectors expect was compared: s200 (2 layers) TOKEN covers layers 0, 1 and the head
+    tok = next(f for (key, fs) in vectors.items() if key == ("s200", packing) for f, k in fs if k == "token")
+    with open(tok, "rb") as fh:
+        names = set(_entries(fh.read()))
+    for li in (0, 1):
+        for k in ("i.q", "i.acc", "down.out", "forget", "state", "o_in", "z", "x"):
+            assert f"expect/layers.{li}.{k}" in names, (li, k)
+    assert {"expect/embed.x", "expect/lm_head.acc", "expect/x_out", "expect/h_out", "expect/out"} <= names
+    line = next(ln for ln in r.stdout.splitlines() if tok in ln)
+    assert "op 4" in line and "L 2" in line
+
+
+@pytest.mark.parametrize("packing", ["2bit", "base3"])
+def test_mutation_layer1_weight_in_arena_fails_token(vectors, tmp_path, packing):
+    """One weight code of layer 1's blob inside the arena flipped: the TOKEN vector fails at layer 1
+    (layer 0 and the embed still match)."""
+    tok = next(f for f, k in vectors[("s70", packing)] if k == "token")
+    assert run_tb([tok]).returncode == 0
+    d, inter = SHAPES["s70"]["hidden_size"], SHAPES["s70"]["intermediate_size"]
+    bad = str(tmp_path / "token-flipped.mmv")
+    _bitflip_file(tok, bad, packing, None, qkey="layers.1.i.q", blob_off=csim.layer_stride(d, inter, packing))
+    r = run_tb([bad])
+    assert r.returncode == 1, r.stdout
+    assert "FAIL" in r.stdout and "ERROR: layers.1.i.acc" in r.stdout, r.stdout
+    assert "layers.0." not in r.stdout and "embed." not in r.stdout
+    # the state buffer: row 1 (from float pad4(d)) differs, row 0 not. (The logits may or may not: a
+    # small change of x can vanish in the lm_head's int8 quantization and RMS scale.)
+    assert f"ERROR: h_out[{csim.pad4(d)}]" in r.stdout and "ERROR: h_out[0]" not in r.stdout
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
-"""Golden vector files for the Vitis HLS csim/cosim testbench (a tiny random model, both ops).
+"""Golden vector files for the Vitis HLS csim/cosim testbench (a tiny random model, one shape: s70,
+d 70, I 150, V 37, 2 layers).
 
     gen_vectors.py OUTDIR [--packing base3]    -> prints the file list (space separated)
+
+The files: one decode token as single-op calls (EMBED, LAYER x 2, HEAD), then the whole-token ops on the
+weights arena and the [L, pad4(d)] state: a BODY call (a prompt token from the zero state) and a TOKEN
+call (the next token: every layer's intermediates, state rows and logits bit for bit).
 Needs the host extras (torch) to make the random checkpoint, like the pytest fixtures.
 """
 import argparse

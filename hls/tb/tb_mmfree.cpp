@@ -4,9 +4,14 @@
  *   tb_mmfree FILE.mmv [FILE.mmv ...]      returns 0 when every file passes, 1 otherwise
  *
  * Each file (written by tests/test_csim_kernel.py from GoldenModel traces) holds one kernel call:
- *   "regs"  u32 [op, d, inter, vocab, packing, token]
- *   inputs  "x", "h" (f32), "emb" (u16), "blob" (u8: layer or head blob)
- *   "expect/<name>"  every intermediate of golden's trace ("i.q", "i.acc", "forget", "state", ...)
+ *   "regs"  u32 [op, d, inter, vocab, packing, token, layers]   (layers: LAYERS register, 1 if absent)
+ *   inputs  "x", "h", "out" (f32), "emb" (u16), "blob" (u8: layer blob, head blob, or for OP_BODY and
+ *           OP_TOKEN the weights arena, mmfree_layout.h arena_*); for BODY/TOKEN "h" is the
+ *           [layers][pad4(d)] state buffer
+ *   "expect/<name>"  every intermediate of golden's trace ("i.q", "i.acc", "forget", "state", ...);
+ *           for BODY/TOKEN (embed, every layer, head in one call) layer-qualified as golden names them:
+ *           "embed.x", "layers.<l>.i.q", "layers.<l>.state", ..., "lm_head.acc" (the tb counts the
+ *           kernel's trace order: embed's "x" first, then each layer ending with its "x")
  *   "expect/x_out", "expect/h_out", "expect/out"   buffers after the call
  * Entry format (little-endian): u32 name length, name, u32 dtype (0 f32, 1 i32, 2 i8, 3 u8,
  * 4 u16, 5 u32), u64 count, count elements. The file starts with the 8 bytes "MMFVEC1\n".
@@ -75,6 +80,8 @@ struct Checker {
     long mismatches;
     long compared;
     std::vector<std::string> unexpected;
+    bool whole;  /* OP_BODY / OP_TOKEN: qualify layer-level keys with the call's phase */
+    int phase;   /* -1: embed; l: layer l (advanced after each "x" of the embed or of a layer) */
 };
 
 void report(const std::string &name, int dtype, uint64_t i, const uint8_t *got, const uint8_t *want) {
@@ -97,6 +104,15 @@ void on_trace(const char *prefix, const char *name, int dtype, const void *data,
               void *ctx) {
     Checker *c = (Checker *)ctx;
     std::string key = std::string(prefix).empty() ? std::string(name) : std::string(prefix) + "." + name;
+    if (c->whole && std::string(prefix) != "lm_head") {
+        char q[32];
+        if (c->phase < 0)
+            std::snprintf(q, sizeof q, "embed.");
+        else
+            std::snprintf(q, sizeof q, "layers.%d.", c->phase);
+        key = q + key;
+        if (std::string(prefix).empty() && std::string(name) == "x") c->phase++;
+    }
     std::map<std::string, Entry>::iterator it = c->v->e.find("expect/" + key);
     if (it == c->v->e.end()) {
         c->unexpected.push_back(key);
@@ -165,13 +181,21 @@ int run_file(const char *path) {
     }
     const uint32_t *r = (const uint32_t *)v.e["regs"].data.data();
     const uint32_t op = r[0], d = r[1], inter = r[2], vocab = r[3], packing = r[4], token = r[5];
+    const uint32_t layers = v.e["regs"].count >= 7 ? r[6] : 1;
+    const bool whole = op == MMFREE_OP_BODY || op == MMFREE_OP_TOKEN;
+    if (whole && (layers < 1 || layers > (uint32_t)MAX_LAYERS)) {
+        std::printf("ERROR: %s: layers %u outside 1..%d\n", path, layers, MAX_LAYERS);
+        return 1;
+    }
     Buf x, h, emb, out, blob;
     x.init(vec_bytes((int)d), v.has("x") ? &v.e["x"] : 0);
-    h.init(vec_bytes((int)d), v.has("h") ? &v.e["h"] : 0);
-    out.init(vec_bytes((int)vocab), 0);
+    h.init(whole ? state_bytes((int)layers, (int)d) : vec_bytes((int)d), v.has("h") ? &v.e["h"] : 0);
+    out.init(vec_bytes((int)vocab), v.has("out") ? &v.e["out"] : 0);
     emb.init(v.has("emb") ? v.e["emb"].data.size() : 0, v.has("emb") ? &v.e["emb"] : 0);
-    const uint64_t bb = op == MMFREE_OP_LAYER ? layer_blob_bytes((int)d, (int)inter, (int)packing)
-                                              : (op == MMFREE_OP_HEAD ? head_blob_bytes((int)d, (int)vocab, (int)packing) : 0);
+    const uint64_t bb =
+        whole ? arena_bytes((int)layers, (int)d, (int)inter, (int)vocab, (int)packing)
+              : (op == MMFREE_OP_LAYER ? layer_blob_bytes((int)d, (int)inter, (int)packing)
+                                       : (op == MMFREE_OP_HEAD ? head_blob_bytes((int)d, (int)vocab, (int)packing) : 0));
     if (op != MMFREE_OP_EMBED && (!v.has("blob") || v.e["blob"].data.size() != bb)) {
         std::printf("ERROR: %s: blob has %llu bytes, layout says %llu\n", path,
                     (unsigned long long)(v.has("blob") ? v.e["blob"].data.size() : 0), (unsigned long long)bb);
@@ -179,11 +203,11 @@ int run_file(const char *path) {
     }
     blob.init(bb, v.has("blob") ? &v.e["blob"] : 0);
 
-    Checker c = {&v, 0, 0, std::vector<std::string>()};
+    Checker c = {&v, 0, 0, std::vector<std::string>(), whole, -1};
     ::mmfree::csim_state().trace = on_trace;
     ::mmfree::csim_state().ctx = &c;
     const word_t *w = (const word_t *)blob.p;
-    mmfree_kernel(op, d, inter, vocab, packing, token, 1, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
+    mmfree_kernel(op, d, inter, vocab, packing, token, layers, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
                   (word_t *)out.p, w MMFREE_WPORTS_AFTER0(TB_W_));
     ::mmfree::csim_state().trace = 0;
 
@@ -216,8 +240,8 @@ int run_file(const char *path) {
             bad++;
         }
     }
-    std::printf("%s %s: op %u d %u I %u V %u packing %u, %ld values compared\n", bad ? "FAIL" : "PASS", path, op, d,
-                inter, vocab, packing, c.compared);
+    std::printf("%s %s: op %u d %u I %u V %u packing %u L %u, %ld values compared\n", bad ? "FAIL" : "PASS", path, op,
+                d, inter, vocab, packing, whole ? layers : 1u, c.compared);
     return bad ? 1 : 0;
 }
 
