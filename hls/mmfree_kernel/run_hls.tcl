@@ -20,7 +20,7 @@ set_part $part
 create_clock -period [expr {1000.0 / $clk_mhz}] -name default
 config_interface -m_axi_addr64
 config_export -format ip_catalog -vendor xilinx.com -library hls -ipname mmfree_kernel -version 1.0 \
-    -description "mmfree ternary HGRN-Bit kernel (embed, layer, head)"
+    -description "mmfree ternary HGRN-Bit kernel (embed, layer, head, whole token)"
 
 if {[lsearch $steps csim] >= 0}   { csim_design -argv $vectors }
 if {[lsearch $steps csynth] >= 0} { csynth_design }
