@@ -41,9 +41,8 @@ def test_register_map_matches_header():
     assert d["REGS_VERSION"] == 3 and drv.REGISTERS["LAYERS"] == 0xB8 and drv.REG_SPAN == 0xC0
     assert drv.REGISTERS["W5_ADDR"] == 0xAC and drv.REGISTERS["TOKEN"] == 0x38
     assert max(v + (8 if k.endswith("_ADDR") else 4) for k, v in drv.REGISTERS.items()) <= drv.REG_SPAN
-    import json
-    with open(drv.BOARDS_JSON, encoding="utf-8") as f:
-        assert json.load(f)["_kernel"]["ctrl_bytes"] == drv.REG_SPAN   # the s_axilite span boards.json states
+    from mmfree import boards
+    assert boards.kernel()["ctrl_bytes"] == drv.REG_SPAN                # the s_axilite span boards.json states
     assert drv.REG_SPAN <= 1 << 8                                     # C_S_AXI_CONTROL_ADDR_WIDTH 8 still holds
     assert {"2bit": d["PACK_2BIT"], "base3": d["PACK_BASE3"]} == drv.PACKING_CODE
     # 64-bit address registers: the high word never collides with another register
@@ -79,35 +78,35 @@ def test_vlnv_and_bindto():
 def test_layout_and_blobs_match_csim(csim_lib, packed_cache, shape, packing):
     from mmfree import csim
     from mmfree import driver as drv
+    from mmfree import layout
     from mmfree import packed as pk
 
     _, path = packed_cache(shape, packing)
     m = pk.load(path)
     c = m.config
     d, inter, v = c.hidden_size, c.intermediate_size, c.vocab_size
-    assert drv.layer_layout(d, inter, packing) == csim.layer_layout(d, inter, packing)
-    assert drv.head_layout(d, v, packing) == csim.head_layout(d, v, packing)
-    assert drv.layer_layout(d, inter, packing)["bytes"] == csim_lib.layer_blob_bytes(d, inter, packing)
-    assert drv.head_layout(d, v, packing)["bytes"] == csim_lib.head_blob_bytes(d, v, packing)
-    for li in range(c.num_hidden_layers):
-        blob = np.full(drv.layer_layout(d, inter, packing)["bytes"], 0xAB, np.uint8)
-        drv.fill_layer_blob(blob, m, li)
-        assert np.array_equal(blob, csim.pack_layer_blob(m, li))
-    head = np.full(drv.head_layout(d, v, packing)["bytes"], 0xAB, np.uint8)
-    drv.fill_head_blob(head, m)
-    assert np.array_equal(head, csim.pack_head_blob(m))
-    # the weights arena of BODY/TOKEN: driver == csim.py == the C++ (mmfree_layout.h)
+    # the driver's layout is mmfree.layout, checked here against the C++ (mmfree_layout.h)
+    assert drv.layer_layout is layout.layer_layout and csim.layer_layout is layout.layer_layout
+    assert layout.layer_layout(d, inter, packing)["bytes"] == csim_lib.layer_blob_bytes(d, inter, packing)
+    assert layout.head_layout(d, v, packing)["bytes"] == csim_lib.head_blob_bytes(d, v, packing)
+    for li in range(c.num_hidden_layers):   # filling a dirty buffer in place == a fresh blob
+        blob = np.full(layout.layer_layout(d, inter, packing)["bytes"], 0xAB, np.uint8)
+        layout.pack_layer_blob(m, li, blob)
+        assert np.array_equal(blob, layout.pack_layer_blob(m, li))
+    head = np.full(layout.head_layout(d, v, packing)["bytes"], 0xAB, np.uint8)
+    layout.pack_head_blob(m, head)
+    assert np.array_equal(head, layout.pack_head_blob(m))
+    # the weights arena of BODY/TOKEN
     L = c.num_hidden_layers
-    lay = drv.arena_layout(L, d, inter, v, packing)
-    assert lay == csim.arena_layout(L, d, inter, v, packing)
-    assert lay["stride"] == drv.layer_stride(d, inter, packing) == csim_lib.layer_stride(d, inter, packing)
-    assert lay["stride"] % 4096 == 0 and 0 <= lay["stride"] - drv.layer_layout(d, inter, packing)["bytes"] < 4096
+    lay = layout.arena_layout(L, d, inter, v, packing)
+    assert lay["stride"] == layout.layer_stride(d, inter, packing) == csim_lib.layer_stride(d, inter, packing)
+    assert lay["stride"] % 4096 == 0 and 0 <= lay["stride"] - layout.layer_layout(d, inter, packing)["bytes"] < 4096
     assert lay["head"] == L * lay["stride"] == csim_lib.arena_head_offset(L, d, inter, packing)
     assert lay["bytes"] == csim_lib.arena_bytes(L, d, inter, v, packing)
-    assert csim_lib.state_bytes(L, d) == csim.state_bytes(L, d) == 4 * L * drv.pad4(d)
+    assert csim_lib.state_bytes(L, d) == layout.state_bytes(L, d) == 4 * L * layout.pad4(d)
     arena = np.full(lay["bytes"], 0xAB, np.uint8)
-    drv.fill_arena(arena, m)
-    assert np.array_equal(arena, csim.pack_arena(m))
+    layout.pack_arena(m, arena)
+    assert np.array_equal(arena, layout.pack_arena(m))
 
 
 @pytest.mark.parametrize("d,inter", [(1024, 2816), (2048, 5632), (2560, 6912), (48, 128)])
@@ -186,23 +185,12 @@ def test_driver_mmio_per_decode_token(csim_lib, packed_cache):
     ol = emu.Overlay(board=BOARD, lib=csim_lib)
     acc = drv.Accelerator(ol, path)
     regs = ol.registers
-    counts = {"r": 0, "w": 0}
-    rd, wr = regs.read, regs.write
-
-    def cread(*a, **k):
-        counts["r"] += 1
-        return rd(*a, **k)
-
-    def cwrite(*a, **k):
-        counts["w"] += 1
-        return wr(*a, **k)
-
-    regs.read, regs.write = cread, cwrite
     tok = int(np.argmax(acc.prefill([1, 2, 3])))
-    counts.update(r=0, w=0)
+    r0, w0 = regs.n_reads, regs.n_writes
     n = 6
     for i in range(n):
         tok = int(np.argmax(acc.step((tok + i) % acc.vocab)))
+    counts = {"r": regs.n_reads - r0, "w": regs.n_writes - w0}
     assert counts["w"] <= 2 * n and counts["r"] <= 1 * n, counts   # TOKEN + CTRL start; one CTRL poll
     assert counts["w"] + counts["r"] <= 3 * n
     assert regs.starts == 2 + 1 + n                                # 2 BODY + 1 TOKEN + n TOKEN

@@ -28,7 +28,7 @@
  *   State for these ops: float32[L][pad4(d)], row l at H_ADDR + 4 * l * pad4(d).
  *
  * Other buffers: x and h float32[pad4(d)], logits float32[pad4(V)], embeddings uint16[V][d].
- * All offsets are functions of (d, I, V, packing): mmfree_csim exports them, python/mmfree/csim.py
+ * All offsets are functions of (d, I, V, packing): mmfree_csim exports them, python/mmfree/layout.py
  * mirrors them (tests check both agree).
  */
 #ifndef MMFREE_LAYOUT_H

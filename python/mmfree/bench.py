@@ -30,29 +30,35 @@ def _stats(xs) -> Dict[str, float]:
 class _CallTimer:
     """Times every kernel call of an Accelerator, and the part of it spent inside the kernel.
 
-    Wraps the accelerator's ``_run`` (one kernel call: register writes, start, poll) and, in
-    emulation, the emulated registers' ``_start`` (the C-simulated kernel itself). On a board the
-    kernel time is the start-to-idle time and the driver time is the rest.
+    Wraps the accelerator's ``_run`` (one kernel call: register writes, start, poll). The kernel's
+    own time is the emulator's counter (``kernel_seconds``: the C-simulated kernel) in emulation,
+    and the time in ``MMFreeKernel.wait`` (start to ap_done) on a board; the driver's time is the
+    rest.
     """
 
     def __init__(self, acc):
         self.acc = acc
         self.calls = defaultdict(list)
-        self.kernel_s = 0.0
+        self._regs = getattr(acc.ip, "mmio", None)
+        self._emulated = hasattr(self._regs, "kernel_seconds")
+        self._wait_s = 0.0
         self._orig_run = acc._run
         acc._run = self._run
-        regs = getattr(acc.ip, "mmio", None)
-        self._regs = regs if regs is not None and hasattr(regs, "_start") else None
-        if self._regs is not None:
-            self._orig_start = self._regs._start
-            self._regs._start = self._start
+        if not self._emulated:
+            self._orig_wait = acc.ip.wait
+            acc.ip.wait = self._wait
+        self.reset()
 
-    def _start(self, *a, **kw):
+    @property
+    def kernel_s(self) -> float:
+        return (self._regs.kernel_seconds - self._k0) if self._emulated else self._wait_s
+
+    def _wait(self, *a, **kw):
         t = time.perf_counter()
         try:
-            return self._orig_start(*a, **kw)
+            return self._orig_wait(*a, **kw)
         finally:
-            self.kernel_s += time.perf_counter() - t
+            self._wait_s += time.perf_counter() - t
 
     def _run(self, op, what, *a, **kw):
         t = time.perf_counter()
@@ -63,12 +69,13 @@ class _CallTimer:
 
     def reset(self):
         self.calls.clear()
-        self.kernel_s = 0.0
+        self._wait_s = 0.0
+        self._k0 = self._regs.kernel_seconds if self._emulated else 0.0
 
     def close(self):
         self.acc._run = self._orig_run
-        if self._regs is not None:
-            self._regs._start = self._orig_start
+        if not self._emulated:
+            self.acc.ip.wait = self._orig_wait
 
 
 def streamed_bytes_per_token(packed) -> int:

@@ -158,7 +158,7 @@ def names():
 def get(board):
     """One board's parameters (a dict; do not modify)."""
     boards = load()[0]
-    key = _normalize(board)
+    key = normalize(board)
     if key not in boards:
         raise ConfigError("unknown board %r; known boards: %s" % (board, ", ".join(boards)))
     return boards[key]
@@ -175,9 +175,13 @@ def m_axi_bundles(board):
     return ["%s%d" % (k["weight_bundle_prefix"], i) for i in range(b["weight_ports"])] + list(k["io_bundles"])
 
 
-def _normalize(name):
+_ALIASES = {"pynqz2": "pynq-z2", "kria": "kv260", "k26": "kv260"}
+
+
+def normalize(name):
+    """A board name as boards.json spells it ('PYNQ_Z2' -> 'pynq-z2', 'kria' -> 'kv260')."""
     n = str(name).strip().lower().replace("_", "-")
-    return {"pynqz2": "pynq-z2", "pynq-z2": "pynq-z2", "kv260": "kv260", "zcu104": "zcu104"}.get(n, n)
+    return _ALIASES.get(n, n)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,7 +206,7 @@ def detect_board(environ=None, root="/"):
     boards = load()[0]
     forced = env.get("MMFREE_BOARD")
     if forced:
-        return get(forced) and _normalize(forced)
+        return get(forced) and normalize(forced)
     candidates = []
     if env.get("BOARD"):
         candidates.append(("pynq_board", env["BOARD"]))
@@ -246,7 +250,7 @@ def overlay_files(board):
 
 def _missing_message(board, missing):
     b = get(board)
-    m = manifest().get(_normalize(board), {})
+    m = manifest().get(normalize(board), {})
     url = m.get("url") or ""
     if not url or m.get("published") is False:
         dl = ("no prebuilt bitstream is published yet for %s (manifest.json: %s)"
@@ -260,7 +264,7 @@ def _missing_message(board, missing):
         "  then copy both files, same stem, to %s on the board.\n"
         "  Or: %s.\n"
         "  See docs/boards.md."
-        % (board, ", ".join(missing), b["vivado_version"], _normalize(board), _normalize(board),
+        % (board, ", ".join(missing), b["vivado_version"], normalize(board), normalize(board),
            b["overlay_name"], overlay_dir(), dl))
 
 

@@ -10,8 +10,7 @@ The emulator backend uses this to run the very kernel source that Vitis HLS synt
     lib.call(regs, mem.resolve)                # raises CsimError naming the bad register
 
 Register offsets come from hls/include/mmfree_regs.h (``REGS``, parsed at import), the DDR layout
-(layer and head blobs) from hls/include/mmfree_layout.h, mirrored here and checked against the
-library by tests/test_csim_kernel.py. ``CsimModel`` runs a whole packed model token by token, either
+(layer and head blobs) from mmfree.layout, checked against the library by tests/test_csim_kernel.py. ``CsimModel`` runs a whole packed model token by token, either
 one op per call (EMBED, LAYER per layer, HEAD) or one whole-token call (OP_TOKEN on the weights arena).
 """
 
@@ -31,11 +30,7 @@ DEFAULT_BOARD = "kv260"
 
 F32 = np.float32
 PACKING_CODE = {"2bit": 0, "base3": 1}
-PROJ = ("i", "f", "g", "o", "gate_up", "down")
-LAYER_VECS = ("attn_norm", "mlp_norm", "g_norm", "lower_bound", "gain_i", "gain_f", "gain_g", "gain_o",
-              "gain_gate_up", "gain_down")
-HEAD_VECS = ("final_norm", "gain")
-N_ALPHA = 8
+from .layout import HEAD_VECS, LAYER_VECS, N_ALPHA, PROJ  # noqa: E402,F401
 CYCLE_CLASSES = ("mv", "vec", "red", "mem")  # MMFREE_CYC_* order
 
 
@@ -87,121 +82,10 @@ def regs_image(values: Dict[str, int]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# DDR layout (mirror of hls/include/mmfree_layout.h)
+# DDR layout: mmfree.layout (the Python side of hls/include/mmfree_layout.h), re-exported here
 # ----------------------------------------------------------------------------------------------
-
-def pad4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def proj_rows(p: str, d: int, inter: int) -> int:
-    return 2 * inter if p == "gate_up" else d
-
-
-def proj_cols(p: str, d: int, inter: int) -> int:
-    return inter if p == "down" else d
-
-
-def layer_layout(d: int, inter: int, packing: str) -> dict:
-    """Byte offsets of a layer blob: {"codes": {proj: (offset, rows, row_bytes)}, "params": offset,
-    "vec": {name: float index in params}, "floats": params floats, "bytes": total}."""
-    codes, off = {}, 0
-    for p in PROJ:
-        rows, rb = proj_rows(p, d, inter), pk.row_bytes(proj_cols(p, d, inter), packing)
-        codes[p] = (off, rows, rb)
-        off += rows * rb
-    vec, idx = {}, N_ALPHA
-    for v in LAYER_VECS:
-        vec[v] = idx
-        idx += pad4(inter if v == "gain_down" else d)
-    return {"codes": codes, "params": off, "vec": vec, "floats": idx, "bytes": off + 4 * idx}
-
-
-def head_layout(d: int, vocab: int, packing: str) -> dict:
-    off = vocab * pk.row_bytes(d, packing)
-    vec = {v: N_ALPHA + i * pad4(d) for i, v in enumerate(HEAD_VECS)}
-    floats = N_ALPHA + len(HEAD_VECS) * pad4(d)
-    return {"codes": (0, vocab, pk.row_bytes(d, packing)), "params": off, "vec": vec, "floats": floats,
-            "bytes": off + 4 * floats}
-
-
-def vec_bytes(n: int) -> int:
-    """Bytes of an x, h or logits buffer of n floats (padded to 16 bytes)."""
-    return 4 * pad4(n)
-
-
-ARENA_ALIGN = 4096  # every layer blob of the weights arena starts on a 4 KB boundary (mmfree_layout.h)
-
-
-def layer_stride(d: int, inter: int, packing: str) -> int:
-    """Bytes from one layer blob to the next in the weights arena: the blob rounded up to 4096."""
-    return -(-layer_layout(d, inter, packing)["bytes"] // ARENA_ALIGN) * ARENA_ALIGN
-
-
-def arena_layout(layers: int, d: int, inter: int, vocab: int, packing: str) -> dict:
-    """The weights arena of OP_BODY / OP_TOKEN: {"stride", "layers": [offset per layer], "head": offset,
-    "bytes": total}."""
-    st = layer_stride(d, inter, packing)
-    return {"stride": st, "layers": [li * st for li in range(layers)], "head": layers * st,
-            "bytes": layers * st + head_layout(d, vocab, packing)["bytes"]}
-
-
-def state_bytes(layers: int, d: int) -> int:
-    """Bytes of the [L, pad4(d)] float32 state buffer (row l at H_ADDR + 4 * l * pad4(d))."""
-    return layers * vec_bytes(d)
-
-
-def pack_layer_blob(model: pk.PackedModel, li: int) -> np.ndarray:
-    """The DDR image of layer li (uint8), as mmfree_kernel's OP_LAYER reads it."""
-    cfg = model.config
-    d, inter = cfg.hidden_size, cfg.intermediate_size
-    lay = layer_layout(d, inter, model.packing)
-    blob = np.zeros(lay["bytes"], np.uint8)
-    t, p = model.tensor, f"layers.{li}."
-    for proj, (off, rows, rb) in lay["codes"].items():
-        c = np.asarray(t(p + proj + ".codes"), np.uint8)
-        assert c.shape == (rows, rb), (proj, c.shape, rows, rb)
-        blob[off:off + rows * rb] = c.reshape(-1)
-    prm = np.zeros(lay["floats"], F32)
-    for i, proj in enumerate(PROJ):
-        prm[i] = F32(t(p + proj + ".alpha")[0])
-    src = {"attn_norm": p + "attn_norm", "mlp_norm": p + "mlp_norm", "g_norm": p + "g_norm"}
-    src.update({"gain_" + q: p + q + ".gain" for q in PROJ})
-    for v, idx in lay["vec"].items():
-        a = np.asarray(t("lower_bounds")[li] if v == "lower_bound" else t(src[v]), F32)
-        prm[idx:idx + a.size] = a
-    blob[lay["params"]:] = prm.view(np.uint8)
-    return blob
-
-
-def pack_head_blob(model: pk.PackedModel) -> np.ndarray:
-    """The DDR image of the final norm + lm_head (uint8), as OP_HEAD reads it."""
-    cfg = model.config
-    lay = head_layout(cfg.hidden_size, cfg.vocab_size, model.packing)
-    blob = np.zeros(lay["bytes"], np.uint8)
-    c = np.asarray(model.tensor("lm_head.codes"), np.uint8)
-    blob[:c.size] = c.reshape(-1)
-    prm = np.zeros(lay["floats"], F32)
-    prm[0] = F32(model.tensor("lm_head.alpha")[0])
-    for v, name in (("final_norm", "final_norm"), ("gain", "lm_head.gain")):
-        a = np.asarray(model.tensor(name), F32)
-        prm[lay["vec"][v]:lay["vec"][v] + a.size] = a
-    blob[lay["params"]:] = prm.view(np.uint8)
-    return blob
-
-
-def pack_arena(model: pk.PackedModel) -> np.ndarray:
-    """The weights arena (uint8): every layer blob at its stride, then the head blob; zeros between."""
-    cfg = model.config
-    lay = arena_layout(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
-                       model.packing)
-    arena = np.zeros(lay["bytes"], np.uint8)
-    for li, off in enumerate(lay["layers"]):
-        b = pack_layer_blob(model, li)
-        arena[off:off + b.size] = b
-    h = pack_head_blob(model)
-    arena[lay["head"]:lay["head"] + h.size] = h
-    return arena
+from .layout import (ARENA_ALIGN, arena_layout, head_layout, layer_layout, layer_stride,  # noqa: E402,F401
+                     pack_arena, pack_head_blob, pack_layer_blob, pad4, state_bytes, vec_bytes)
 
 
 # ----------------------------------------------------------------------------------------------

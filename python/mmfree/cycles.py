@@ -33,16 +33,15 @@ ddr_s = all bytes of a token at the DDR peak: "DDR" binds when ddr_s >= compute_
     python -m mmfree.cycles            # the table: boards x models x packings
 """
 
-import json
 import os
 import re
 from typing import Dict, Tuple
 
+from . import layout
 from . import packed as pk
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-BOARDS_JSON = os.path.join(HERE, "data", "boards.json")
 CONFIG_H = os.path.join(ROOT, "hls", "include", "mmfree_config.h")
 CLASSES = ("mv", "vec", "red", "mem")
 DDR_EFFICIENCY = 0.85  # fraction of the DDR peak a long sequential read stream gets (85-94% in practice: low end)
@@ -55,8 +54,9 @@ MODELS = {  # released sizes: (d, layers, I, vocab)
 
 
 def boards() -> Dict[str, dict]:
-    with open(BOARDS_JSON, "r", encoding="utf-8") as f:
-        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
+    """{name: parameters} of every board in boards.json (mmfree.boards)."""
+    from . import boards as _boards
+    return dict(_boards.load()[0])
 
 
 def pipeline_constants(path: str = CONFIG_H) -> Dict[str, int]:
@@ -73,10 +73,6 @@ def pipeline_constants(path: str = CONFIG_H) -> Dict[str, int]:
 
 def _cdiv(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def _pad4(n: int) -> int:
-    return (n + 3) & ~3
 
 
 class Machine:
@@ -140,7 +136,7 @@ class Machine:
             add("mem", d)
             add("mem", _cdiv(d, fpb))
         elif op == "layer":
-            floats = 8 + 9 * _pad4(d) + _pad4(inter)
+            floats = layout.layer_layout(d, inter, packing)["floats"]
             add("mem", _cdiv(_cdiv(floats * 4, self.port_bytes), self.ports))
             add("mem", _cdiv(d, fpb))
             add("mem", _cdiv(d, fpb))
@@ -164,7 +160,7 @@ class Machine:
             add("mem", _cdiv(d, fpb))
             add("mem", _cdiv(d, fpb))
         elif op == "head":
-            floats = 8 + 2 * _pad4(d)
+            floats = layout.head_layout(d, vocab, packing)["floats"]
             add("mem", _cdiv(_cdiv(floats * 4, self.port_bytes), self.ports))
             add("mem", _cdiv(d, fpb))
             add("red", self._nb(d))
@@ -197,13 +193,10 @@ class Machine:
         call_cycles = calls * self.call_cycles
         cycles = sum(total.values()) + call_cycles
         stream = tr["embed"]["mv"][0] + layers * tr["layer"]["mv"][0] + tr["head"]["mv"][0]
-        layer_codes = sum(r * pk.row_bytes(k, packing) for r, k in
-                          ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter)))
-        layer_blob = layer_codes + 4 * (8 + 9 * _pad4(d) + _pad4(inter))
-        head_codes = vocab * pk.row_bytes(d, packing)
-        head_blob = head_codes + 4 * (8 + 2 * _pad4(d))
-        code_bytes = layers * layer_codes + head_codes
-        vec_io = 2 * d + 4 * _pad4(d) + layers * 4 * 4 * _pad4(d) + 4 * _pad4(d) + 4 * _pad4(vocab)
+        layer_blob = layout.layer_layout(d, inter, packing)["bytes"]
+        head_blob = layout.head_layout(d, vocab, packing)["bytes"]
+        code_bytes = layout.code_bytes_per_token(d, layers, inter, vocab, packing)
+        vec_io = 2 * d + 4 * layout.pad4(d) + layers * 4 * 4 * layout.pad4(d) + 4 * layout.pad4(d) + 4 * layout.pad4(vocab)
         ddr_bytes = layers * layer_blob + head_blob + vec_io
         compute_s = cycles / self.clock_hz
         ddr_s = ddr_bytes / self.ddr_bps

@@ -29,7 +29,6 @@ pynq is imported only where it is needed: when already imported, on a board (an 
 present), or with ``MMFREE_PYNQ=1``; ``MMFREE_PYNQ=0`` never imports it.
 """
 
-import json
 import os
 import sys
 import time
@@ -38,7 +37,10 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from . import boards
 from .errors import BusError, ConfigError, DeviceError, KernelTimeout, ModelTooLarge
+from .layout import (arena_layout, head_layout, layer_layout, layer_stride, pack_arena, pack_head_blob,
+                     pack_layer_blob, pad4)
 
 VLNV = "xilinx.com:hls:mmfree_kernel:1.0"
 VLNV_PREFIX = "xilinx.com:hls:mmfree_kernel:"
@@ -63,105 +65,10 @@ OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD", OP_BODY: "BOD
 PACKING_CODE = {"2bit": 0, "base3": 1}
 
 # ---------------------------------------------------------------------------------------------
-# DDR layout (hls/include/mmfree_layout.h; tests check it against python/mmfree/csim.py)
+# DDR layout: mmfree.layout (numpy only; tests check it against the C library)
 # ---------------------------------------------------------------------------------------------
-WORD_BYTES = 16
-N_ALPHA = 8
-PROJ = ("i", "f", "g", "o", "gate_up", "down")
-LAYER_VECS = ("attn_norm", "mlp_norm", "g_norm", "lower_bound", "gain_i", "gain_f", "gain_g", "gain_o",
-              "gain_gate_up", "gain_down")
 PAGE = 4096
-ARENA_ALIGN = 4096  # every layer blob of the weights arena starts on a 4 KB boundary (AXI bursts split there)
 MIN_BO_BYTES = 8192  # XRT allocates at least 8 KiB per buffer (pynq >= 3.1)
-
-
-def pad4(n: int) -> int:
-    return (n + 3) & ~3
-
-
-def row_bytes(k: int, packing: str) -> int:
-    cpw = WORD_BYTES * (5 if packing == "base3" else 4)
-    return -(-k // cpw) * WORD_BYTES
-
-
-def layer_layout(d: int, inter: int, packing: str) -> dict:
-    """{"codes": {proj: (offset, rows, row_bytes)}, "params": byte offset, "vec": {name: float index},
-    "floats": params floats, "bytes": blob bytes} of one layer blob."""
-    codes, off = {}, 0
-    for p in PROJ:
-        rows = 2 * inter if p == "gate_up" else d
-        rb = row_bytes(inter if p == "down" else d, packing)
-        codes[p] = (off, rows, rb)
-        off += rows * rb
-    vec, idx = {}, N_ALPHA
-    for v in LAYER_VECS:
-        vec[v] = idx
-        idx += pad4(inter if v == "gain_down" else d)
-    return {"codes": codes, "params": off, "vec": vec, "floats": idx, "bytes": off + 4 * idx}
-
-
-def head_layout(d: int, vocab: int, packing: str) -> dict:
-    off = vocab * row_bytes(d, packing)
-    vec = {"final_norm": N_ALPHA, "gain": N_ALPHA + pad4(d)}
-    floats = N_ALPHA + 2 * pad4(d)
-    return {"codes": (0, vocab, row_bytes(d, packing)), "params": off, "vec": vec, "floats": floats,
-            "bytes": off + 4 * floats}
-
-
-def layer_stride(d: int, inter: int, packing: str) -> int:
-    """Bytes from one layer blob to the next in the weights arena: the blob rounded up to 4096."""
-    return -(-layer_layout(d, inter, packing)["bytes"] // ARENA_ALIGN) * ARENA_ALIGN
-
-
-def arena_layout(layers: int, d: int, inter: int, vocab: int, packing: str) -> dict:
-    """The weights arena of OP_BODY / OP_TOKEN: {"stride", "layers": [offset per layer], "head": offset,
-    "bytes": total} ([layer 0 | layer 1 | ... | layer L-1 | head], layer l at l * stride)."""
-    st = layer_stride(d, inter, packing)
-    return {"stride": st, "layers": [li * st for li in range(layers)], "head": layers * st,
-            "bytes": layers * st + head_layout(d, vocab, packing)["bytes"]}
-
-
-def fill_arena(arena: np.ndarray, model) -> None:
-    """Write every layer blob and the head blob of a packed model into ``arena`` (uint8), in place."""
-    c = model.config
-    lay = arena_layout(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.vocab_size, model.packing)
-    lb = layer_layout(c.hidden_size, c.intermediate_size, model.packing)["bytes"]
-    for li, off in enumerate(lay["layers"]):
-        fill_layer_blob(arena[off:off + lb], model, li)
-        arena[off + lb:off + lay["stride"]] = 0
-    fill_head_blob(arena[lay["head"]:lay["bytes"]], model)
-
-
-def fill_layer_blob(blob: np.ndarray, model, li: int) -> None:
-    """Write layer li of a packed model into ``blob`` (uint8, layer_layout()["bytes"] long), in place."""
-    cfg = model.config
-    lay = layer_layout(cfg.hidden_size, cfg.intermediate_size, model.packing)
-    t, p = model.tensor, f"layers.{li}."
-    for proj, (off, rows, rb) in lay["codes"].items():
-        blob[off:off + rows * rb] = np.asarray(t(p + proj + ".codes"), np.uint8).reshape(-1)
-    prm = np.zeros(lay["floats"], np.float32)
-    for i, proj in enumerate(PROJ):
-        prm[i] = np.float32(t(p + proj + ".alpha")[0])
-    src = {"attn_norm": p + "attn_norm", "mlp_norm": p + "mlp_norm", "g_norm": p + "g_norm"}
-    src.update({"gain_" + q: p + q + ".gain" for q in PROJ})
-    for v, idx in lay["vec"].items():
-        a = np.asarray(t("lower_bounds")[li] if v == "lower_bound" else t(src[v]), np.float32)
-        prm[idx:idx + a.size] = a
-    blob[lay["params"]:lay["bytes"]] = prm.view(np.uint8)
-
-
-def fill_head_blob(blob: np.ndarray, model) -> None:
-    cfg = model.config
-    lay = head_layout(cfg.hidden_size, cfg.vocab_size, model.packing)
-    c = np.asarray(model.tensor("lm_head.codes"), np.uint8).reshape(-1)
-    blob[:c.size] = c
-    blob[c.size:lay["params"]] = 0
-    prm = np.zeros(lay["floats"], np.float32)
-    prm[0] = np.float32(model.tensor("lm_head.alpha")[0])
-    for v, name in (("final_norm", "final_norm"), ("gain", "lm_head.gain")):
-        a = np.asarray(model.tensor(name), np.float32)
-        prm[lay["vec"][v]:lay["vec"][v] + a.size] = a
-    blob[lay["params"]:lay["bytes"]] = prm.view(np.uint8)
 
 
 def buffer_plan(cfg, packing: str, arena: bool = True) -> List[tuple]:
@@ -192,39 +99,14 @@ def cma_footprint(nbytes: int) -> int:
 # ---------------------------------------------------------------------------------------------
 # boards
 # ---------------------------------------------------------------------------------------------
-BOARDS_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "boards.json")
-_BOARD_ALIASES = {"kv260": "kv260", "kria": "kv260", "k26": "kv260", "zcu104": "zcu104",
-                  "pynq-z2": "pynq-z2", "pynqz2": "pynq-z2", "pynq_z2": "pynq-z2"}
-
-
-def boards() -> dict:
-    with open(BOARDS_JSON, "r", encoding="utf-8") as f:
-        return {k: v for k, v in json.load(f).items() if not k.startswith("_")}
-
-
 def board_params(board: str) -> dict:
-    b = boards()
-    key = _BOARD_ALIASES.get(board.lower(), board.lower())
-    if key not in b:
-        raise ConfigError(f"unknown board {board!r}; boards.json knows {', '.join(sorted(b))}")
-    return dict(b[key], name=key)
+    """One board's parameters from boards.json (mmfree.boards), with its canonical ``name``."""
+    return dict(boards.get(board), name=boards.normalize(board))
 
 
 def detect_board() -> Optional[str]:
-    """The board this runs on (mmfree.boards.detect_board when present; else env MMFREE_BOARD, then
-    the PYNQ image's BOARD), or None."""
-    try:
-        from . import boards as _b
-        found = _b.detect_board()
-        if found:
-            return found
-    except Exception:  # mmfree.boards absent or older: the environment variables below
-        pass
-    for var in ("MMFREE_BOARD", "BOARD"):
-        v = os.environ.get(var, "").strip().lower()
-        if v and _BOARD_ALIASES.get(v, v) in boards():
-            return _BOARD_ALIASES.get(v, v)
-    return None
+    """The board this runs on (mmfree.boards.detect_board), or None."""
+    return boards.detect_board()
 
 
 def on_board() -> bool:
@@ -488,7 +370,7 @@ class Accelerator:
                               stacklevel=3)
                 self.cma_needed = check_fits(cfg, m.packing, self.limits, self.cma_bytes, arena=False)
         if self.weights is not None:
-            fill_arena(self.weights, m)
+            pack_arena(m, self.weights)
             base = _phys(self.weights)
             lb = layer_layout(self.d, self.inter, m.packing)["bytes"]
             self.blobs = [self.weights[off:off + lb] for off in lay["layers"]]   # views, for inspection
@@ -502,10 +384,10 @@ class Accelerator:
             self.blobs = []
             for li in range(L):
                 b = self._alloc(*plan[f"layer{li}"], cacheable)
-                fill_layer_blob(b, m, li)
+                pack_layer_blob(m, li, b)
                 self.blobs.append(b)
             self.head = self._alloc(*plan["head"], cacheable)
-            fill_head_blob(self.head, m)
+            pack_head_blob(m, self.head)
             self.blob_addr = [_phys(b) for b in self.blobs]
             self.head_addr = _phys(self.head)
             self.arena = None
@@ -678,6 +560,5 @@ def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None
 
 
 __all__ = ["VLNV", "REGISTERS", "MMFreeKernel", "Accelerator", "open_board", "find_kernel", "check_fits",
-           "buffer_plan", "layer_layout", "head_layout", "layer_stride", "arena_layout", "fill_arena", "fill_layer_blob",
-           "fill_head_blob", "board_params",
+           "buffer_plan", "layer_layout", "head_layout", "layer_stride", "arena_layout", "board_params",
            "BusError"]

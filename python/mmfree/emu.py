@@ -158,6 +158,7 @@ class EmuRegisters:
         self.regs[0] = drv.AP_IDLE
         self.writes: List[tuple] = []      # (offset, value) of every write, for tests
         self.record = False
+        self.n_reads = self.n_writes = 0   # MMIO accesses, as the driver makes them
         self.starts = 0
         self.ops: Dict[int, int] = {}
         self.kernel_seconds = 0.0          # time inside the C-simulated kernel
@@ -170,6 +171,7 @@ class EmuRegisters:
 
     def read(self, offset: int = 0, length: int = 4, word_order: str = "little") -> int:
         self._check(offset)
+        self.n_reads += 1
         v = int(self.regs[offset // 4])
         if length == 8:
             v |= int(self.regs[offset // 4 + 1]) << 32
@@ -184,6 +186,7 @@ class EmuRegisters:
             # pynq.MMIO would silently keep the low 32 bits: make that driver bug loud here
             raise DeviceError(f"emulated mmfree_kernel: write of {v:#x} to {offset:#x} does not fit 32 bits "
                               "(64-bit addresses are two writes)")
+        self.n_writes += 1
         if self.record:
             self.writes.append((offset, v))
         if offset == drv.REGISTERS["CTRL"]:

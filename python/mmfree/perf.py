@@ -23,6 +23,7 @@ from typing import Dict, Optional
 
 from . import cycles
 from . import packed as pk
+from .layout import code_bytes_per_token  # noqa: F401  (re-exported for the notebooks)
 
 DDR_EFFICIENCY = 0.85
 DDR_EFFICIENCY_SOURCE = "Li et al., DATE'25 (arXiv 2502.10659): 85 % of the KV260 bandwidth-limited decode speed"
@@ -30,13 +31,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 DRIVER_RESULTS = os.path.join(ROOT, "results", "driver_overhead_emu.json")
 SIZES = cycles.MODELS  # name -> (d, layers, I, vocab), the released configs
-
-
-def code_bytes_per_token(d: int, layers: int, inter: int, vocab: int, packing: str) -> int:
-    """Packed ternary weight bytes streamed per token (layers + lm_head, row padding included)."""
-    per_layer = sum(rows * pk.row_bytes(k, packing) for rows, k in
-                    ((d, d), (d, d), (d, d), (d, d), (2 * inter, d), (d, inter)))
-    return layers * per_layer + vocab * pk.row_bytes(d, packing)
 
 
 def driver_seconds_per_call(path: str = DRIVER_RESULTS) -> Optional[float]:
