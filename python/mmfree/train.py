@@ -522,10 +522,10 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
     def val_loss():
         if not val_win:
             return None
-        # Evaluate a fresh copy of the weights, in float32 without autocast (what torch_perplexity
-        # does). Evaluating the training module object itself on CUDA gave near-uniform losses
-        # (about ln V) in the H200 run although its weights were trained (a fresh model loaded from
-        # the same state dict gave the right loss); root cause not found, see docs/model-card.md.
+        # Evaluate a fresh float32 copy of the weights without autocast, as torch_perplexity does,
+        # so the figure does not depend on the training module's compile/autocast state. (The first
+        # bundled run's flat validation loss came from BitLinear's ternary-code cache going stale
+        # under the fused AdamW; mmfree.model fixes that, see docs/model-card.md.)
         evm = HGRNBit(cfg)
         evm.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()})
         evm.to(dev).eval()
