@@ -27,6 +27,12 @@ BOARD ?= kv260
 csim:
 	$(MAKE) -C hls csim BOARD=$(BOARD) PY=$(abspath $(PY))
 
+# Census of the HLS code (g++, no vendor tool): operators, banks, IIs, bursts and resources for BOARD;
+# prints the tables and writes build/census/$(BOARD).json (python/mmfree/census.py).
+.PHONY: census
+census: $(STAMP)
+	@$(PY) -m mmfree.census --board $(BOARD)
+
 # Vitis HLS (workstation only): csim, csynth, cosim, IP export for BOARD (kv260, zcu104, pynq-z2).
 hls:
 	$(MAKE) -C hls hls BOARD=$(BOARD)

@@ -25,10 +25,20 @@
 #include "mmfree_config.h"
 #include "mmfree_layout.h"
 #include "mmfree_trace.h"
+#include "mmfree_census.h"
 
 namespace mmfree {
 
 typedef ap_uint<PORT_BITS> word_t;
+#if defined(MMFREE_CENSUS) && !defined(__SYNTHESIS__)
+typedef ::census::Maxi<const word_t> wport_t;  /* weight ports (read) */
+typedef ::census::Maxi<word_t> ioport_t;       /* x, h, logits (read and write) */
+typedef ::census::Maxi<const uint16_t> embport_t;
+#else
+typedef const word_t *wport_t;
+typedef word_t *ioport_t;
+typedef const uint16_t *embport_t;
+#endif
 
 }  // namespace mmfree
 
@@ -62,16 +72,16 @@ typedef ap_uint<PORT_BITS> word_t;
 #endif
 #define MMFREE_WPORTS_AFTER0(X) MMFREE_WPORT_1(X) MMFREE_WPORT_2(X) MMFREE_WPORT_3(X) MMFREE_WPORT_4(X) MMFREE_WPORT_5(X)
 #define MMFREE_EACH_WPORT(X) X(0, w0) MMFREE_WPORTS_AFTER0(X)
-#define MMFREE_WPARAM_(P, W) , const ::mmfree::word_t *W
+#define MMFREE_WPARAM_(P, W) , ::mmfree::wport_t W
 #define MMFREE_WARG_(P, W) , W
 /* parameter list "const word_t *w0, const word_t *w1, ..." and argument list "w0, w1, ..." */
-#define MMFREE_WPORT_PARAMS const ::mmfree::word_t *w0 MMFREE_WPORTS_AFTER0(MMFREE_WPARAM_)
+#define MMFREE_WPORT_PARAMS ::mmfree::wport_t w0 MMFREE_WPORTS_AFTER0(MMFREE_WPARAM_)
 #define MMFREE_WPORT_ARGS w0 MMFREE_WPORTS_AFTER0(MMFREE_WARG_)
 
 namespace mmfree {
 
 /* base-3 byte -> five 2-bit two's complement codes, code j in bits [2j+1:2j] (10-bit ROM) */
-static const uint16_t BASE3_LUT[256] = {
+static const MMFREE_ELEM(uint16_t) BASE3_LUT[256] = {
     0x3ff, 0x3fc, 0x3fd, 0x3f3, 0x3f0, 0x3f1, 0x3f7, 0x3f4, 0x3f5, 0x3cf, 0x3cc, 0x3cd,
     0x3c3, 0x3c0, 0x3c1, 0x3c7, 0x3c4, 0x3c5, 0x3df, 0x3dc, 0x3dd, 0x3d3, 0x3d0, 0x3d1,
     0x3d7, 0x3d4, 0x3d5, 0x33f, 0x33c, 0x33d, 0x333, 0x330, 0x331, 0x337, 0x334, 0x335,
@@ -105,25 +115,27 @@ inline int32_t tern(unsigned c, int32_t q) {
 }
 
 /* 32 lanes of a 64-bit half, 2-bit packing */
-inline int32_t dot_half_2bit(uint64_t h, const int8_t *q) {
+inline int32_t dot_half_2bit(uint64_t h, const MMFREE_ELEM(int8_t) *q) {
 #pragma HLS INLINE
-    int32_t s = 0;
+    msum2_t s = 0;
     for (int j = 0; j < 32; j++) {
 #pragma HLS UNROLL
+        MMFREE_LANE("lane.2bit");
         s += tern((unsigned)(h >> (2 * j)) & 3u, q[j]);
     }
     return s;
 }
 
 /* 40 lanes of a 64-bit half, base-3 packing */
-inline int32_t dot_half_base3(uint64_t h, const int8_t *q) {
+inline int32_t dot_half_base3(uint64_t h, const MMFREE_ELEM(int8_t) *q) {
 #pragma HLS INLINE
-    int32_t s = 0;
+    msum3_t s = 0;
     for (int b = 0; b < 8; b++) {
 #pragma HLS UNROLL
         unsigned e = BASE3_LUT[(unsigned)(h >> (8 * b)) & 0xffu];
         for (int j = 0; j < 5; j++) {
 #pragma HLS UNROLL
+            MMFREE_LANE("lane.base3");
             s += tern((e >> (2 * j)) & 3u, q[5 * b + j]);
         }
     }
@@ -146,9 +158,9 @@ inline uint64_t word_half(const word_t &w, int hh) {
 }
 
 /* one bus word against its column slice of q: sliced once into native 64-bit halves */
-inline int32_t dot_word(const word_t &w, const int8_t *qb, int packing) {
+inline int32_t dot_word(const word_t &w, const MMFREE_ELEM(int8_t) *qb, int packing) {
 #pragma HLS INLINE
-    int32_t s = 0;
+    msum_t s = 0;
     for (int hh = 0; hh < PORT_BITS / 64; hh++) {
 #pragma HLS UNROLL
         const uint64_t half = word_half(w, hh);
@@ -169,8 +181,8 @@ inline int lanes_per_beat(int packing) { return PORT_BYTES * codes_per_byte(pack
  * Each port's read is its own statically bound access (mv_port<P> on pointer wP, no run-time
  * choice between m_axi bundles); all ports step in the same II=1 iteration on the same beat. */
 template <int P>
-inline void mv_port(const word_t *w, const uint64_t pbase[PORTS], const int n[PORTS], int i, int r, bool first,
-                    bool last, const int8_t *qb, int packing, int32_t part[PORTS], int32_t acc[PORTS][MAX_RPP]) {
+inline void mv_port(wport_t w, const uint64_t pbase[PORTS], const int n[PORTS], int i, int r, bool first,
+                    bool last, const MMFREE_ELEM(int8_t) *qb, int packing, int32_t part[PORTS], MMFREE_ELEM(int32_t) acc[PORTS][MAX_RPP]) {
 #pragma HLS INLINE
     if (i < n[P]) {
         const int32_t a = (first ? 0 : part[P]) + dot_word(w[pbase[P] + (uint64_t)i], qb, packing);
@@ -182,7 +194,8 @@ inline void mv_port(const word_t *w, const uint64_t pbase[PORTS], const int n[PO
 #define MMFREE_MV_PORT_(P, W) mv_port<P>(W, pbase, n, i, r, b == 0, b == beats - 1, qb, packing, part, acc);
 
 inline void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, int packing,
-                           const int8_t q[MAX_BEATS][MAX_LANES], int32_t acc[PORTS][MAX_RPP]) {
+                           const MMFREE_ELEM(int8_t) q[MAX_BEATS][MAX_LANES], MMFREE_ELEM(int32_t) acc[PORTS][MAX_RPP]) {
+    MMFREE_FUNC("ternary_matvec");
 #pragma HLS INLINE off
     const int beats = beats_per_row(k, packing);
     const int rpp = (rows + PORTS - 1) / PORTS;
@@ -208,8 +221,9 @@ inline void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, 
     MMFREE_COUNT(MMFREE_CYC_MV, total);
     for (int i = 0; i < total; i++) {
 #pragma HLS PIPELINE II=1
+MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_RPP*MAX_BEATS
-        const int8_t *qb = q[b];
+        const MMFREE_ELEM(int8_t) *qb = q[b];
         MMFREE_EACH_WPORT(MMFREE_MV_PORT_)
         if (++b == beats) {
             b = 0;

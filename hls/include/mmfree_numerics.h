@@ -14,6 +14,7 @@
 #else
 #include <cmath>
 #endif
+#include "mmfree_census.h"
 
 namespace mmfree {
 
@@ -31,89 +32,95 @@ static const float EXP2_C4 = 0.00967847276f;
 static const float EXP2_C5 = 0.00124430819f;
 static const float EXP2_C6 = 0.00021690609f;
 
-inline float sqrtf_(float v) {
+inline vf sqrtf_(vf v) {
 #ifdef __SYNTHESIS__
     return hls::sqrtf(v);
+#elif defined(MMFREE_CENSUS)
+    return census_sqrt(v); /* one fsqrt, counted */
 #else
     return std::sqrt(v); /* one correctly rounded sqrt (sqrtss); never libm's other functions */
 #endif
 }
 
-inline float bits_to_f32(uint32_t b) {
+inline vf bits_to_f32(uint32_t b) {
     union { uint32_t u; float f; } c;
     c.u = b;
     return c.f;
 }
 
-inline uint32_t f32_to_bits(float f) {
+inline uint32_t f32_to_bits(vf f) {
     union { uint32_t u; float f; } c;
+#if defined(MMFREE_CENSUS) && !defined(__SYNTHESIS__)
+    c.f = f.get();
+#else
     c.f = f;
+#endif
     return c.u;
 }
 
-inline float fabs_(float v) { return v < 0.0f ? -v : v; }
+inline vf fabs_(vf v) { return v < 0.0f ? -v : v; }
 
 /* numerics.rsqrt_mean_eps: 1 / sqrt(ss / k + eps) */
-inline float rsqrt_mean_eps(float ss, int k) {
-    float ms = ss / (float)k;
+inline vf rsqrt_mean_eps(vf ss, int k) {
+    vf ms = ss / (vf)k;
     return 1.0f / sqrtf_(ms + EPS);
 }
 
 /* floor for |t| < 2^31 (numerics.exp2 uses |t| <= 30 * log2 e) */
-inline float floor_(float t) {
-    float k = (float)(int)t; /* trunc */
+inline vf floor_(vf t) {
+    vf k = (vf)(int)t; /* trunc */
     if (k > t) k = k - 1.0f;
     return k;
 }
 
 /* numerics.exp2: 2^floor(t) from bits times a degree-6 polynomial of the fraction (Horner) */
-inline float exp2_(float t) {
-    float k = floor_(t);
-    float f = t - k;
-    float p = EXP2_C6;
+inline vf exp2_(vf t) {
+    vf k = floor_(t);
+    vf f = t - k;
+    vf p = EXP2_C6;
     p = p * f + EXP2_C5;
     p = p * f + EXP2_C4;
     p = p * f + EXP2_C3;
     p = p * f + EXP2_C2;
     p = p * f + EXP2_C1;
     p = p * f + EXP2_C0;
-    float pow2k = bits_to_f32((uint32_t)(((int)k + 127) << 23));
+    vf pow2k = bits_to_f32((uint32_t)(((int)k + 127) << 23));
     return p * pow2k;
 }
 
 /* numerics.sigmoid: 1 / (1 + 2^(-clamp(z) * log2 e)) */
-inline float sigmoid_(float z) {
+inline vf sigmoid_(vf z) {
     if (z < -SIG_CLAMP) z = -SIG_CLAMP;
     if (z > SIG_CLAMP) z = SIG_CLAMP;
-    float e = exp2_((-z) * LOG2E);
+    vf e = exp2_((-z) * LOG2E);
     return 1.0f / (1.0f + e);
 }
 
 /* numerics.silu: z * sigmoid(z) */
-inline float silu_(float z) { return z * sigmoid_(z); }
+inline vf silu_(vf z) { return z * sigmoid_(z); }
 
 /* numerics.round_half_away then clip to +-127 (numerics.quantize, per element); |v| small */
-inline int8_t quant_code(float v) {
+inline int8_t quant_code(vf v) {
     if (v > QMAX) v = QMAX;   /* clip first: identical result for |v| > 127, keeps (int) defined */
     if (v < -QMAX) v = -QMAX;
-    float t = (float)(int)v;
-    float fr = fabs_(v - t);
-    float sg = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
-    float r = t + (fr >= 0.5f ? sg : 0.0f);
+    vf t = (vf)(int)v;
+    vf fr = fabs_(v - t);
+    vf sg = v > 0.0f ? 1.0f : (v < 0.0f ? -1.0f : 0.0f);
+    vf r = t + (fr >= 0.5f ? sg : 0.0f);
     if (r > QMAX) r = QMAX;
     if (r < -QMAX) r = -QMAX;
     return (int8_t)(int)r;
 }
 
 /* numerics.quantize's scale: 127 / m, or 0 where m == 0 */
-inline float quant_scale(float m) { return m > 0.0f ? QMAX / m : 0.0f; }
+inline vf quant_scale(vf m) { return m > 0.0f ? QMAX / m : 0.0f; }
 
 /* numerics.out_scale: ((alpha * m) * rscale) / 127 */
-inline float out_scale(float alpha, float m, float rscale) { return ((alpha * m) * rscale) / QMAX; }
+inline vf out_scale(vf alpha, vf m, vf rscale) { return ((alpha * m) * rscale) / QMAX; }
 
 /* numerics.lane_sum's final tree over 16 lane partial sums: (8, 4, 2, 1) */
-inline float lane_tree(const float lanes[VEC_LANES]) {
-    float t8[8], t4[4], t2[2];
+inline vf lane_tree(const vf lanes[VEC_LANES]) {
+    vf t8[8], t4[4], t2[2];
     for (int j = 0; j < 8; j++) t8[j] = lanes[j] + lanes[j + 8];
     for (int j = 0; j < 4; j++) t4[j] = t8[j] + t8[j + 4];
     for (int j = 0; j < 2; j++) t2[j] = t4[j] + t4[j + 2];

@@ -26,7 +26,7 @@ const int MAX_PRM_BEATS = (MAX_PRM * 4 + PORT_BYTES - 1) / PORT_BYTES;
 
 /* One port's share of a params burst: beats [P*per, min(nbeats, (P+1)*per)) through its own bundle. */
 template <int P>
-inline void prm_port(const word_t *w, uint64_t base, int per, int nbeats, int i, float *prm) {
+inline void prm_port(wport_t w, uint64_t base, int per, int nbeats, int i, vf *prm) {
 #pragma HLS INLINE
     const int idx = P * per + i;
     if (idx < nbeats) {
@@ -41,13 +41,15 @@ inline void prm_port(const word_t *w, uint64_t base, int per, int nbeats, int i,
 #define MMFREE_PRM_PORT_(P, W) prm_port<P>(W, base, per, nbeats, i, prm);
 
 /* params block of a blob -> on-chip floats, all weight ports in parallel */
-void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, float *prm) {
+void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, vf *prm) {
+    MMFREE_FUNC("load_params");
     const uint64_t base = byte_off / PORT_BYTES;
     const int nbeats = (nfloats * 4 + PORT_BYTES - 1) / PORT_BYTES;
     const int per = (nbeats + PORTS - 1) / PORTS;
     MMFREE_COUNT(MMFREE_CYC_MEM, per);
     for (int i = 0; i < per; i++) {
 #pragma HLS PIPELINE II=1
+MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_PRM_BEATS
         MMFREE_EACH_WPORT(MMFREE_PRM_PORT_)
     }
@@ -56,11 +58,13 @@ void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, float *prm
 #undef MMFREE_PRM_PORT_
 
 /* float32[n] from DDR words, from element offset off (a multiple of FLOATS_PER_BEAT) */
-void read_vec(const word_t *src, int off, int n, float *dst) {
+void read_vec(ioport_t src, int off, int n, vf *dst) {
+    MMFREE_FUNC("read_vec");
     const int nbeats = (n + FLOATS_PER_BEAT - 1) / FLOATS_PER_BEAT;
     MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
     for (int i = 0; i < nbeats; i++) {
 #pragma HLS PIPELINE II=1
+MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D/FLOATS_PER_BEAT
         const word_t v = src[off / FLOATS_PER_BEAT + i];
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
@@ -72,11 +76,13 @@ void read_vec(const word_t *src, int off, int n, float *dst) {
 }
 
 /* float32[n] to DDR words at element offset off (a multiple of FLOATS_PER_BEAT); pad floats 0 */
-void write_vec(word_t *dst, int off, const float *src, int n) {
+void write_vec(ioport_t dst, int off, const vf *src, int n) {
+    MMFREE_FUNC("write_vec");
     const int nbeats = (n + FLOATS_PER_BEAT - 1) / FLOATS_PER_BEAT;
     MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
     for (int i = 0; i < nbeats; i++) {
 #pragma HLS PIPELINE II=1
+MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=HEAD_CHUNK/FLOATS_PER_BEAT
         word_t v = 0;
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
@@ -88,16 +94,17 @@ void write_vec(word_t *dst, int off, const float *src, int n) {
     }
 }
 
-int8_t q_buf[MAX_BEATS][MAX_LANES];
-int32_t acc_buf[PORTS][MAX_RPP];
+MMFREE_ELEM(int8_t) q_buf[MAX_BEATS][MAX_LANES];
+MMFREE_ELEM(int32_t) acc_buf[PORTS][MAX_RPP];
 #ifndef __SYNTHESIS__
 int8_t q_trace[MAX_K];
 #endif
 
 /* golden.bitlinear for one token: absmax, quantize, ternary product, out = acc * scale.
  * Rows [row0, row0 + rows) of a matrix at byte offset `off` with k columns. */
-float bitlinear_in(const char *name, const float *v, const float *g, int k, int packing) {
-    const float m = absmax_mul(v, g, k);
+vf bitlinear_in(const char *name, const vf *v, const vf *g, int k, int packing) {
+    MMFREE_FUNC("bitlinear_in");
+    const vf m = absmax_mul(v, g, k);
     const int lanes = lanes_per_beat(packing);
     const int kp = beats_per_row(k, packing) * lanes;
 #ifndef __SYNTHESIS__
@@ -111,7 +118,8 @@ float bitlinear_in(const char *name, const float *v, const float *g, int k, int 
 }
 
 void bitlinear_rows(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int row0, int rows, int k, int packing,
-                    float scale, float *out) {
+                    vf scale, vf *out) {
+    MMFREE_FUNC("bitlinear_rows");
     const uint64_t base = off / PORT_BYTES + (uint64_t)row0 * (uint64_t)beats_per_row(k, packing);
     ternary_matvec(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, acc_buf);
     scale_out(acc_buf, rows, scale, out);
@@ -132,54 +140,58 @@ void bitlinear_rows(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int row
 #endif
 }
 
-float bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const float *v,
-                const float *g, float alpha, float rscale, float *out) {
-    const float m = bitlinear_in(name, v, g, k, packing);
-    const float scale = out_scale(alpha, m, rscale);
+vf bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const vf *v,
+                const vf *g, vf alpha, vf rscale, vf *out) {
+    MMFREE_FUNC("bitlinear");
+    const vf m = bitlinear_in(name, v, g, k, packing);
+    const vf scale = out_scale(alpha, m, rscale);
     MMFREE_TRACE(name, "scale", MMFREE_T_F32, &scale, 0, 1);
     bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out);
     return scale;
 }
 
-float x_buf[MAX_D], h_buf[MAX_D], yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D], y_buf[MAX_D];
-float gu_buf[2 * MAX_I], z_buf[MAX_I], prm_buf[MAX_PRM];
-float out_buf[HEAD_CHUNK];
+vf x_buf[MAX_D], h_buf[MAX_D], yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D], y_buf[MAX_D];
+vf gu_buf[2 * MAX_I], z_buf[MAX_I], prm_buf[MAX_PRM];
+vf out_buf[HEAD_CHUNK];
 #ifndef __SYNTHESIS__
-float f_trace[MAX_D];
+vf f_trace[MAX_D];
 #endif
 
-void op_embed(int d, int token, const uint16_t *emb, word_t *x) {
+void op_embed(int d, int token, embport_t emb, ioport_t x) {
+    MMFREE_FUNC("op_embed");
     MMFREE_COUNT(MMFREE_CYC_MEM, d);
     for (int k = 0; k < d; k++) {
 #pragma HLS PIPELINE II=1
+MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D
-        x_buf[k] = bits_to_f32((uint32_t)emb[(uint64_t)token * (uint64_t)d + (uint64_t)k] << 16);
+        x_buf[k] = bits_to_f32((uint32_t)(uint16_t)emb[(uint64_t)token * (uint64_t)d + (uint64_t)k] << 16);
     }
     MMFREE_TRACE("", "x", MMFREE_T_F32, x_buf, 0, (uint64_t)d);
     write_vec(x, 0, x_buf, d);
 }
 
 /* One layer. wb: byte offset of its blob on the weight ports (0 for OP_LAYER, l * layer_stride in the
- * arena); hoff: float offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
-void op_layer(int d, int inter, int packing, uint64_t wb, word_t *x, word_t *h, int hoff, MMFREE_WPORT_PARAMS) {
-    float *prm = prm_buf;
+ * arena); hoff: vf offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
+void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h, int hoff, MMFREE_WPORT_PARAMS) {
+    MMFREE_FUNC("op_layer");
+    vf *prm = prm_buf;
     load_params(MMFREE_WPORT_ARGS, wb + layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
-    const float *alpha = prm;
-    const float *attn_norm = prm + layer_vec_index(V_ATTN_NORM, d, inter);
-    const float *mlp_norm = prm + layer_vec_index(V_MLP_NORM, d, inter);
-    const float *g_norm = prm + layer_vec_index(V_G_NORM, d, inter);
-    const float *lb = prm + layer_vec_index(V_LB, d, inter);
-    const float *gain_i = prm + layer_vec_index(V_GAIN_I, d, inter);
-    const float *gain_f = prm + layer_vec_index(V_GAIN_F, d, inter);
-    const float *gain_g = prm + layer_vec_index(V_GAIN_G, d, inter);
-    const float *gain_o = prm + layer_vec_index(V_GAIN_O, d, inter);
-    const float *gain_gu = prm + layer_vec_index(V_GAIN_GATE_UP, d, inter);
-    const float *gain_down = prm + layer_vec_index(V_GAIN_DOWN, d, inter);
+    const vf *alpha = prm;
+    const vf *attn_norm = prm + layer_vec_index(V_ATTN_NORM, d, inter);
+    const vf *mlp_norm = prm + layer_vec_index(V_MLP_NORM, d, inter);
+    const vf *g_norm = prm + layer_vec_index(V_G_NORM, d, inter);
+    const vf *lb = prm + layer_vec_index(V_LB, d, inter);
+    const vf *gain_i = prm + layer_vec_index(V_GAIN_I, d, inter);
+    const vf *gain_f = prm + layer_vec_index(V_GAIN_F, d, inter);
+    const vf *gain_g = prm + layer_vec_index(V_GAIN_G, d, inter);
+    const vf *gain_o = prm + layer_vec_index(V_GAIN_O, d, inter);
+    const vf *gain_gu = prm + layer_vec_index(V_GAIN_GATE_UP, d, inter);
+    const vf *gain_down = prm + layer_vec_index(V_GAIN_DOWN, d, inter);
     read_vec(x, 0, d, x_buf);
     read_vec(h, hoff, d, h_buf);
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
-    const float rs = block_rscale(x_buf, attn_norm, d);
+    const vf rs = block_rscale(x_buf, attn_norm, d);
     bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
     bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
     bitlinear("g", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
@@ -190,17 +202,17 @@ void op_layer(int d, int inter, int packing, uint64_t wb, word_t *x, word_t *h, 
     mlgru(yi_buf, yf_buf, lb, h_buf, 0, d);
 #endif
     MMFREE_TRACE("", "state", MMFREE_T_F32, h_buf, 0, (uint64_t)d);
-    const float r_g = rms_factor(yg_buf, d);
-    const float r_o = gate_out(yg_buf, r_g, g_norm, h_buf, o_buf, d);
+    const vf r_g = rms_factor(yg_buf, d);
+    const vf r_o = gate_out(yg_buf, r_g, g_norm, h_buf, o_buf, d);
     MMFREE_TRACE("", "o_in", MMFREE_T_F32, o_buf, 0, (uint64_t)d);
     bitlinear("o", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
     residual(x_buf, y_buf, d);
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
-    const float rs2 = block_rscale(x_buf, mlp_norm, d);
+    const vf rs2 = block_rscale(x_buf, mlp_norm, d);
     bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
               alpha[P_GATE_UP], rs2, gu_buf);
-    const float r_z = swiglu(gu_buf, z_buf, inter);
+    const vf r_z = swiglu(gu_buf, z_buf, inter);
     MMFREE_TRACE("", "z", MMFREE_T_F32, z_buf, 0, (uint64_t)inter);
     bitlinear("down", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
               alpha[P_DOWN], r_z, y_buf);
@@ -212,16 +224,17 @@ void op_layer(int d, int inter, int packing, uint64_t wb, word_t *x, word_t *h, 
 }
 
 /* wb: byte offset of the head blob on the weight ports (0 for OP_HEAD, LAYERS * layer_stride in the arena) */
-void op_head(int d, int vocab, int packing, uint64_t wb, const word_t *x, word_t *out, MMFREE_WPORT_PARAMS) {
-    float *prm = prm_buf;
+void op_head(int d, int vocab, int packing, uint64_t wb, ioport_t x, ioport_t out, MMFREE_WPORT_PARAMS) {
+    MMFREE_FUNC("op_head");
+    vf *prm = prm_buf;
     load_params(MMFREE_WPORT_ARGS, wb + head_params_offset(d, vocab, packing), head_params_floats(d), prm);
-    const float alpha = prm[0];
-    const float *final_norm = prm + head_vec_index(V_FINAL_NORM, d);
-    const float *gain = prm + head_vec_index(V_GAIN_HEAD, d);
+    const vf alpha = prm[0];
+    const vf *final_norm = prm + head_vec_index(V_FINAL_NORM, d);
+    const vf *gain = prm + head_vec_index(V_GAIN_HEAD, d);
     read_vec(x, 0, d, x_buf);
-    const float rs = block_rscale(x_buf, final_norm, d);
-    const float m = bitlinear_in("lm_head", x_buf, gain, d, packing);
-    const float scale = out_scale(alpha, m, rs);
+    const vf rs = block_rscale(x_buf, final_norm, d);
+    const vf m = bitlinear_in("lm_head", x_buf, gain, d, packing);
+    const vf scale = out_scale(alpha, m, rs);
     MMFREE_TRACE("lm_head", "scale", MMFREE_T_F32, &scale, 0, 1);
     for (int row0 = 0; row0 < vocab; row0 += HEAD_CHUNK) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_CHUNK-1)/HEAD_CHUNK
@@ -232,8 +245,9 @@ void op_head(int d, int vocab, int packing, uint64_t wb, const word_t *x, word_t
 }
 
 /* OP_BODY / OP_TOKEN: the same functions in order, the layer loop walking the arena by layer_stride */
-void op_body(int d, int inter, int packing, int token, int layers, const uint16_t *emb, word_t *x, word_t *h,
+void op_body(int d, int inter, int packing, int token, int layers, embport_t emb, ioport_t x, ioport_t h,
              MMFREE_WPORT_PARAMS) {
+    MMFREE_FUNC("op_body");
     op_embed(d, token, emb, x);
     const uint64_t stride = layer_stride(d, inter, packing);
     const int hrow = pad4(d);
@@ -250,7 +264,7 @@ void op_body(int d, int inter, int packing, int token, int layers, const uint16_
 }  // namespace
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
-                   uint32_t layers, word_t *x, word_t *h, const uint16_t *emb, word_t *out,
+                   uint32_t layers, ioport_t x, ioport_t h, embport_t emb, ioport_t out,
                    MMFREE_WPORT_PARAMS) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
@@ -290,6 +304,21 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
+    MMFREE_FUNC("mmfree_kernel");
+    MMFREE_ONCHIP(q_buf);
+    MMFREE_ONCHIP(acc_buf);
+    MMFREE_ONCHIP(BASE3_LUT);
+    MMFREE_ONCHIP(x_buf);
+    MMFREE_ONCHIP(h_buf);
+    MMFREE_ONCHIP(yi_buf);
+    MMFREE_ONCHIP(yf_buf);
+    MMFREE_ONCHIP(yg_buf);
+    MMFREE_ONCHIP(o_buf);
+    MMFREE_ONCHIP(y_buf);
+    MMFREE_ONCHIP(gu_buf);
+    MMFREE_ONCHIP(z_buf);
+    MMFREE_ONCHIP(prm_buf);
+    MMFREE_ONCHIP(out_buf);
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 || vocab > (uint32_t)MAX_V ||
         packing > 1u)
         return;

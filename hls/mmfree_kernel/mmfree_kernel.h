@@ -10,7 +10,7 @@
 
 /* weight ports w0..w(MMFREE_WEIGHT_PORTS-1): MMFREE_WPORT_PARAMS (hls/include/mmfree_matvec.h) */
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
-                   uint32_t layers, mmfree::word_t *x, mmfree::word_t *h, const uint16_t *emb, mmfree::word_t *out,
+                   uint32_t layers, mmfree::ioport_t x, mmfree::ioport_t h, mmfree::embport_t emb, mmfree::ioport_t out,
                    MMFREE_WPORT_PARAMS);
 
 #endif /* MMFREE_KERNEL_H */

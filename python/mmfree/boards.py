@@ -426,6 +426,15 @@ def resource_estimate(board, uram_min_bytes=_DEFAULT):
     return total
 
 
+def block_design_estimate(board):
+    """LUT/FF of the block design around the kernel (SmartConnect per port, s_axilite, INTC, reset): fixed
+    figures (COST_MODEL), the part the kernel census (mmfree.census) cannot see."""
+    b, c = get(board), COST_MODEL
+    n_sc = b["weight_ports"] + 2  # one per weight port, io+emb, control
+    return {"lut": n_sc * c["smartconnect_lut"] + c["axilite_lut"] + c["intc_lut"] + c["reset_lut"],
+            "ff": n_sc * c["smartconnect_ff"] + c["axilite_ff"] + c["intc_ff"] + c["reset_ff"]}
+
+
 def resource_budget(board):
     """The board's PL resources {lut, ff, bram36, uram, dsp} (device data sheet numbers)."""
     r = get(board)["resources"]
