@@ -179,9 +179,16 @@ def write_vectors(fname, regs, inputs, expect):
             entry("expect/" + k, v)
 
 
-def vector_files(path, outdir, tokens=TOKENS, whole=True):
+def boards_get(board):
+    from mmfree import boards
+    return boards.get(board)
+
+
+def vector_files(path, outdir, tokens=TOKENS, whole=True, ports=None):
     """Golden vector files of every call (per op over `tokens`; with `whole`, a BODY and a TOKEN call on
-    the arena); returns [(file, kind)]."""
+    the arena) for a build with `ports` weight ports (default: the kv260 build's); returns [(file, kind)]."""
+    if ports is None:
+        ports = boards_get(BOARD)["weight_ports"]
     g, calls = golden_calls(path, tokens)
     if whole:
         calls += whole_calls(path)[1]
@@ -201,15 +208,15 @@ def vector_files(path, outdir, tokens=TOKENS, whole=True):
             inp["emb"] = np.asarray(pk_.tensor("embeddings"), np.uint16)
         if kind in ("body", "token"):
             if "arena" not in blobs:
-                blobs["arena"] = csim.pack_arena(pk_)
+                blobs["arena"] = csim.pack_arena(pk_, ports=ports)
             inp["blob"] = blobs["arena"]
         elif kind == "layer":
             if arg not in blobs:
-                blobs[arg] = csim.pack_layer_blob(pk_, arg)
+                blobs[arg] = csim.pack_layer_blob(pk_, arg, ports=ports)
             inp["blob"] = blobs[arg]
         elif kind == "head":
             if "head" not in blobs:
-                blobs["head"] = csim.pack_head_blob(pk_)
+                blobs["head"] = csim.pack_head_blob(pk_, ports=ports)
             inp["blob"] = blobs["head"]
         for k in ("x", "h", "out"):
             if k in inp:
@@ -243,24 +250,29 @@ def test_testbench_all_ops_shapes_packings(vectors):
     assert f"{len(files)} passed, 0 failed" in r.stdout
 
 
-def test_testbench_pynq_z2_two_64bit_ports(vectors):
-    """The same vectors through a build for PYNQ-Z2 (2 weight ports x 64 bits: two beats per row word)."""
+def test_testbench_pynq_z2_two_64bit_ports(packed_models, tmp_path):
+    """Vectors laid out for 2 ports through a build for PYNQ-Z2 (2 weight ports x 64 bits: two beats per
+    row word, one float lane)."""
     r = subprocess.run(["make", "-s", "-C", os.path.join(ROOT, "hls"), "tb", "BOARD=pynq-z2", f"PY={sys.executable}"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
-    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s200", "base3")) for f, _ in vectors[key]]
+    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s200", "base3"))
+             for f, _ in vector_files(packed_models[key], str(tmp_path / f"{key[0]}-{key[1]}"), ports=2)]
     r = run_tb(files, tb=os.path.join(ROOT, "build", "csim", "pynq-z2", "tb_mmfree"))
     assert r.returncode == 0, r.stdout[-4000:]
     assert "2 weight ports x 64 bits" in r.stdout
 
 
-@pytest.mark.parametrize("ports", [1, 5])
-def test_testbench_other_port_counts(vectors, tmp_path, ports):
-    """The kernel takes any 1..6 weight ports: builds with 1 and 5 ports (uneven row split, ports with
-    fewer rows, lm_head rows < ports x lanes) pass the same golden vectors."""
+@pytest.mark.parametrize("ports,lanes", [(1, 4), (3, 1), (6, 4)])
+def test_testbench_other_port_counts(packed_models, tmp_path, ports, lanes):
+    """The kernel takes any port count dividing ROW_GROUP (12) and 1 or 4 float lanes: builds with 1, 3
+    and 6 ports (lm_head rows < ports x lanes, one sigmoid lane) pass golden vectors laid out for them."""
     hdr = open(os.path.join(BUILD, "mmfree_board.h")).read()
-    assert "#define MMFREE_WEIGHT_PORTS 6" in hdr
-    (tmp_path / "mmfree_board.h").write_text(hdr.replace("MMFREE_WEIGHT_PORTS 6", f"MMFREE_WEIGHT_PORTS {ports}"))
+    want = boards_get(BOARD)["weight_ports"]
+    assert f"#define MMFREE_WEIGHT_PORTS {want}" in hdr
+    hdr = hdr.replace(f"MMFREE_WEIGHT_PORTS {want}", f"MMFREE_WEIGHT_PORTS {ports}")
+    hdr = re.sub(r"#define MMFREE_FLOAT_LANES \d+", f"#define MMFREE_FLOAT_LANES {lanes}", hdr)
+    (tmp_path / "mmfree_board.h").write_text(hdr)
     exe = str(tmp_path / "tb")
     cmd = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-uninitialized",
            "-Wno-maybe-uninitialized", "-ffp-contract=off", "-isystem", os.path.join(ROOT, "build", "ap_types"),
@@ -268,7 +280,8 @@ def test_testbench_other_port_counts(vectors, tmp_path, ports):
            "-o", exe, KERNEL_CPP, os.path.join(ROOT, "hls", "tb", "tb_mmfree.cpp")]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s48", "base3")) for f, _ in vectors[key]]
+    files = [f for key in (("s70", "2bit"), ("s70", "base3"), ("s48", "base3"))
+             for f, _ in vector_files(packed_models[key], str(tmp_path / f"{key[0]}-{key[1]}"), ports=ports)]
     r = run_tb(files, tb=exe)
     assert r.returncode == 0, r.stdout[-4000:]
     assert f"{ports} weight ports x 128 bits" in r.stdout
@@ -505,7 +518,7 @@ def test_library_errors_name_the_register(csim_build, packed_models):
     with pytest.raises(csim.CsimError, match="H_ADDR"):
         m.lib.call(bad, m.mem.resolve)
     # a blob one byte too short for the dims: the W0 extent does not fit
-    short = m.mem.alloc(csim.pack_layer_blob(m.packed, 0)[:-16])
+    short = m.mem.alloc(csim.pack_layer_blob(m.packed, 0, ports=m.ports)[:-16])
     bad = m.regs(csim.OP_LAYER, blob=short, h=m.h[0])
     with pytest.raises(csim.CsimError, match="W0_ADDR"):
         m.lib.call(bad, m.mem.resolve)
@@ -527,7 +540,7 @@ def test_library_whole_token_extents(csim_build, packed_models, op):
     L, d = m.n_layers, m.d
     lay = csim.arena_layout(L, d, m.inter, m.vocab, "base3")
     need = lay["bytes"] if op == "TOKEN" else lay["layers"][-1] + csim.layer_layout(d, m.inter, "base3")["bytes"]
-    arena = csim.pack_arena(m.packed)
+    arena = csim.pack_arena(m.packed, ports=m.ports)
     exact = m.mem.alloc(arena[:need])
     short = m.mem.alloc(arena[:need - 16])
     state = m.mem.alloc(csim.state_bytes(L, d) // 4, np.float32)

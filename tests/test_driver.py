@@ -85,17 +85,18 @@ def test_layout_and_blobs_match_csim(csim_lib, packed_cache, shape, packing):
     m = pk.load(path)
     c = m.config
     d, inter, v = c.hidden_size, c.intermediate_size, c.vocab_size
+    P = csim_lib.config["ports"]
     # the driver's layout is mmfree.layout, checked here against the C++ (mmfree_layout.h)
     assert drv.layer_layout is layout.layer_layout and csim.layer_layout is layout.layer_layout
     assert layout.layer_layout(d, inter, packing)["bytes"] == csim_lib.layer_blob_bytes(d, inter, packing)
     assert layout.head_layout(d, v, packing)["bytes"] == csim_lib.head_blob_bytes(d, v, packing)
     for li in range(c.num_hidden_layers):   # filling a dirty buffer in place == a fresh blob
         blob = np.full(layout.layer_layout(d, inter, packing)["bytes"], 0xAB, np.uint8)
-        layout.pack_layer_blob(m, li, blob)
-        assert np.array_equal(blob, layout.pack_layer_blob(m, li))
+        layout.pack_layer_blob(m, li, blob, ports=P)
+        assert np.array_equal(blob, layout.pack_layer_blob(m, li, ports=P))
     head = np.full(layout.head_layout(d, v, packing)["bytes"], 0xAB, np.uint8)
-    layout.pack_head_blob(m, head)
-    assert np.array_equal(head, layout.pack_head_blob(m))
+    layout.pack_head_blob(m, head, ports=P)
+    assert np.array_equal(head, layout.pack_head_blob(m, ports=P))
     # the weights arena of BODY/TOKEN
     L = c.num_hidden_layers
     lay = layout.arena_layout(L, d, inter, v, packing)
@@ -105,8 +106,8 @@ def test_layout_and_blobs_match_csim(csim_lib, packed_cache, shape, packing):
     assert lay["bytes"] == csim_lib.arena_bytes(L, d, inter, v, packing)
     assert csim_lib.state_bytes(L, d) == layout.state_bytes(L, d) == 4 * L * layout.pad4(d)
     arena = np.full(lay["bytes"], 0xAB, np.uint8)
-    layout.pack_arena(m, arena)
-    assert np.array_equal(arena, layout.pack_arena(m))
+    layout.pack_arena(m, arena, ports=P)
+    assert np.array_equal(arena, layout.pack_arena(m, ports=P))
 
 
 @pytest.mark.parametrize("d,inter", [(1024, 2816), (2048, 5632), (2560, 6912), (48, 128)])

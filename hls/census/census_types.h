@@ -369,6 +369,10 @@ struct Int {
         return *this;
     }
     operator int32_t() const { return (int32_t)v; }
+    Int &operator=(int64_t x) {
+        v = x;
+        return *this;
+    }
     static const char *adder() {
         static const std::string s = "add" + std::to_string(W) + (TAG == 2 ? ".2bit" : TAG == 3 ? ".base3" : "");
         return s.c_str();

@@ -148,13 +148,14 @@ void mmfree_csim_reset_counters(void) {
     for (int c = 0; c < MMFREE_CYC_CLASSES; c++) csim_state().iters[c] = csim_state().loops[c] = 0;
 }
 
-/* compile-time configuration: [regs version, ports, port bits, max d, max I, max V, vec lanes,
- * mv depth, vec depth, red II, red depth, mem depth, head chunk, max layers, call cycles] */
+/* compile-time configuration: [regs version, ports, port bits, max d, max I, max V, reduction partials (16),
+ * mv depth, vec depth, float lanes, red depth, mem depth, head rows, max layers, call cycles, sigmoid lanes,
+ * tokens per weight word] */
 int mmfree_csim_config(uint32_t *out, int n) {
     const uint32_t v[] = {MMFREE_REGS_VERSION, (uint32_t)PORTS, (uint32_t)PORT_BITS, (uint32_t)MAX_D, (uint32_t)MAX_I,
-                          (uint32_t)MAX_V, MMFREE_VEC_LANES, MMFREE_MV_DEPTH, MMFREE_VEC_DEPTH, MMFREE_RED_II,
-                          MMFREE_RED_DEPTH, MMFREE_MEM_DEPTH, (uint32_t)HEAD_CHUNK, (uint32_t)MAX_LAYERS,
-                          MMFREE_CALL_CYCLES};
+                          (uint32_t)MAX_V, MMFREE_VEC_LANES, MMFREE_MV_DEPTH, MMFREE_VEC_DEPTH, MMFREE_FLOAT_LANES,
+                          MMFREE_RED_DEPTH, MMFREE_MEM_DEPTH, (uint32_t)HEAD_ROWS, (uint32_t)MAX_LAYERS,
+                          MMFREE_CALL_CYCLES, MMFREE_SIGMOID_LANES, MMFREE_TOKENS};
     const int m = (int)(sizeof(v) / sizeof(v[0]));
     for (int i = 0; i < n && i < m; i++) out[i] = v[i];
     return m;

@@ -23,12 +23,26 @@
 #if MMFREE_PORT_BITS != 64 && MMFREE_PORT_BITS != 128
 #error "MMFREE_PORT_BITS must be 64 or 128"
 #endif
+#if 12 % MMFREE_WEIGHT_PORTS != 0
+#error "MMFREE_WEIGHT_PORTS must divide ROW_GROUP (12): every port streams the same number of rows"
+#endif
+#ifndef MMFREE_FLOAT_LANES
+#error "mmfree_board.h must define MMFREE_FLOAT_LANES (generate it with hls/scripts/gen_board_header.py)"
+#endif
+#if MMFREE_FLOAT_LANES != 1 && MMFREE_FLOAT_LANES != 4
+#error "MMFREE_FLOAT_LANES must be 1 or 4 (parameter rows of 4 floats: a constant bank per lane)"
+#endif
+#if 16 % MMFREE_SIGMOID_LANES != 0 || MMFREE_SIGMOID_LANES > MMFREE_FLOAT_LANES
+#error "MMFREE_SIGMOID_LANES must divide 16 and be at most MMFREE_FLOAT_LANES"
+#endif
+#ifndef MMFREE_TOKENS
+#define MMFREE_TOKENS 1 /* activation vectors per weight word (the census builds 2 and 4 as well) */
+#endif
 
 /* cycle-model constants (model, not vendor-tool numbers; see docs/hardware.md) */
-#define MMFREE_VEC_LANES   16  /* vector unit lanes = numerics.VEC_LANES */
+#define MMFREE_VEC_LANES   16  /* partial sums of a reduction = numerics.VEC_LANES (not hardware lanes) */
 #define MMFREE_MV_DEPTH    12  /* matvec pipeline: burst start, decode, 64/80-lane adder tree, accumulate */
 #define MMFREE_VEC_DEPTH   24  /* elementwise pass: fmul, fdiv (sigmoid), exp2 polynomial, quantize */
-#define MMFREE_RED_II       4  /* 16-lane float reduction: one row of 16 per fadd latency */
 #define MMFREE_RED_DEPTH   20  /* reduction fill + 4-level lane tree + rsqrt */
 #define MMFREE_MEM_DEPTH   40  /* DDR read latency before the first beat of a burst */
 #define MMFREE_CALL_CYCLES 8   /* per kernel call: ap_ctrl_hs start/done handshake, scalar register reads */
@@ -48,8 +62,13 @@ static const int MAX_ROWS = 2 * MAX_I > MAX_D ? 2 * MAX_I : MAX_D;    /* most ro
 static const int MAX_LANES = PORT_BYTES * 5;                          /* codes per beat, base-3 */
 static const int MIN_LANES = PORT_BYTES * 4;                          /* codes per beat, 2-bit */
 static const int MAX_BEATS = (MAX_K + MIN_LANES - 1) / MIN_LANES + (16 / PORT_BYTES); /* beats per row, with padding */
-static const int MAX_RPP = (MAX_ROWS + PORTS - 1) / PORTS;            /* rows per port */
-static const int HEAD_CHUNK = (MAX_ROWS / 4) * 4;                     /* lm_head rows per product */
+static const int MAX_ROWS_PAD = (MAX_ROWS + 11) / 12 * 12;            /* rows padded to ROW_GROUP */
+static const int MAX_RPP = MAX_ROWS_PAD / PORTS;                       /* rows per port */
+static const int MAX_OUT = MAX_D > MAX_I ? (MAX_D > 1536 ? MAX_D : 1536) : (MAX_I > 1536 ? MAX_I : 1536);
+                                                                       /* most rows one product writes to one array */
+static const int EXT_ROWS = MMFREE_TOKENS > 1 ? MAX_OUT : 1;
+static const int FLOAT_LANES = MMFREE_FLOAT_LANES;                     /* cheap vector passes: elements per cycle */
+static const int SIGMOID_LANES = MMFREE_SIGMOID_LANES;                 /* passes with sigmoids: elements per cycle */
 static const int MAX_PRM = 8 + 9 * ((MAX_D + 3) / 4 * 4) + (MAX_I + 3) / 4 * 4; /* layer params (floats) */
 
 }  // namespace mmfree

@@ -17,6 +17,15 @@
  * Head blob: codes lm_head V rows x RB(d), then params: alpha[8] (lm_head, 0...), final_norm[d],
  *   gain[d] (lm_head.gain), padded the same way.
  *
+ * Rows of every projection are padded with zero rows to a multiple of ROW_GROUP (12), so that every
+ * weight port of a 1, 2, 3, 4, 6 or 12-port build streams the same number of rows: each port's read
+ * is unconditional in the matvec loop (UG1399's burst precondition). Within a projection (the
+ * lm_head: within each chunk of HEAD_ROWS rows) the rows are stored port-major: port p of a P-port
+ * build streams rows p, p + P, p + 2P, ... as one contiguous range, so the P rows that complete in
+ * the same cycle are consecutive (their outputs land in P different banks). Only the order of rows
+ * depends on P (mmfree.layout packs it for the build's ports); every offset here is the same for all
+ * boards.
+ *
  * Weights arena (OP_BODY, OP_TOKEN: one contiguous buffer, every W register holds its address):
  *   [layer 0 blob | layer 1 blob | ... | layer L-1 blob | head blob], layer l at l * layer_stride,
  *   the head at L * layer_stride, layer_stride = layer_blob_bytes rounded up to ARENA_ALIGN (4096)
@@ -59,13 +68,17 @@ inline uint64_t row_bytes(int k, int packing) {
 }
 inline int pad4(int n) { return (n + 3) & ~3; }
 
+static const int ROW_GROUP = 12;    /* rows of a projection padded to a multiple of this */
+static const int HEAD_ROWS = 1536;  /* lm_head rows per product (a multiple of ROW_GROUP) */
+inline int pad_rows(int rows) { return (rows + ROW_GROUP - 1) / ROW_GROUP * ROW_GROUP; }
+
 inline int proj_rows(int p, int d, int inter) { return p == P_GATE_UP ? 2 * inter : d; }
 inline int proj_cols(int p, int d, int inter) { return p == P_DOWN ? inter : d; }
 
 /* byte offset of projection p's codes in a layer blob */
 inline uint64_t layer_codes_offset(int p, int d, int inter, int packing) {
     uint64_t off = 0;
-    for (int i = 0; i < p; i++) off += (uint64_t)proj_rows(i, d, inter) * row_bytes(proj_cols(i, d, inter), packing);
+    for (int i = 0; i < p; i++) off += (uint64_t)pad_rows(proj_rows(i, d, inter)) * row_bytes(proj_cols(i, d, inter), packing);
     return off;
 }
 inline uint64_t layer_params_offset(int d, int inter, int packing) { return layer_codes_offset(N_PROJ, d, inter, packing); }
@@ -81,7 +94,7 @@ inline uint64_t layer_blob_bytes(int d, int inter, int packing) {
     return layer_params_offset(d, inter, packing) + 4ull * (uint64_t)layer_params_floats(d, inter);
 }
 
-inline uint64_t head_params_offset(int d, int vocab, int packing) { return (uint64_t)vocab * row_bytes(d, packing); }
+inline uint64_t head_params_offset(int d, int vocab, int packing) { return (uint64_t)pad_rows(vocab) * row_bytes(d, packing); }
 inline int head_vec_index(int v, int d) { return N_ALPHA + v * pad4(d); }
 inline int head_params_floats(int d) { return head_vec_index(N_HEAD_VEC, d); }
 inline uint64_t head_blob_bytes(int d, int vocab, int packing) {

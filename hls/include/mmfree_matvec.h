@@ -3,10 +3,16 @@
  *
  *   acc[row] = sum_k code[row][k] * q[k]     (exact integers; no multipliers: add / sub / skip)
  *
- * Rows are split into PORTS contiguous ranges, one per m_axi port; every port streams its range
- * as one long sequential burst, one bus word per cycle, in a single flattened loop over
- * (rows per port) x (beats per row) pipelined at II=1. All ports sit on the same column beat in
- * the same cycle, so one slice of the activation buffer q[beat][*] feeds every port's lanes.
+ * The DDR layout pads every projection to a multiple of ROW_GROUP rows and stores them port-major
+ * (mmfree_layout.h): port p streams rows p, p + PORTS, p + 2 PORTS, ... as one contiguous range,
+ * one bus word per cycle, every port the same number of words, so that each port's read is
+ * unconditional in a single flattened (rows per port) x (beats per row) loop pipelined at II=1: a
+ * burst per port. All ports sit on the same column beat in the same cycle: one word of the
+ * activation buffer q[beat] (a whole beat of int8 codes, finn's inputBuf) feeds every port's lanes.
+ * When a row completes, its scale is applied right there (finn's activation at the row end): the P
+ * rows that complete together are consecutive, so they land in P different banks of the output.
+ * T activation vectors share each weight word (T = MMFREE_TOKENS, 1 in every build but the census'
+ * T = 2, 4 variants): the hook for prefill, batched decode and draft verification.
  *
  * Each bus word is sliced once into native 64-bit halves; lanes are decoded with shifts and
  * masks (an ap_uint<128>.range() per lane is ~20x slower in C-simulation, same wires).
@@ -30,6 +36,7 @@
 namespace mmfree {
 
 typedef ap_uint<PORT_BITS> word_t;
+typedef ap_uint<8 * MAX_LANES> qword_t; /* one beat of int8 activations, lane j in bits [8j+7:8j] */
 #if defined(MMFREE_CENSUS) && !defined(__SYNTHESIS__)
 typedef ::census::Maxi<const word_t> wport_t;  /* weight ports (read) */
 typedef ::census::Maxi<word_t> ioport_t;       /* x, h, logits (read and write) */
@@ -39,6 +46,25 @@ typedef const word_t *wport_t;
 typedef word_t *ioport_t;
 typedef const uint16_t *embport_t;
 #endif
+typedef MMFREE_ELEM(qword_t) qslot_t;   /* an element of the activation buffer */
+
+/* one beat of codes being assembled lane by lane (quantize), then written as one word */
+struct qbytes_t {
+#ifdef __SYNTHESIS__
+    qword_t w;
+    void set(int lane, int8_t c) { w.range(8 * lane + 7, 8 * lane) = (uint8_t)c; }
+    qword_t get() const { return w; }
+#else
+    int8_t b[MAX_LANES];
+    void set(int lane, int8_t c) { b[lane] = c; }
+    qword_t get() const {
+        static_assert(sizeof(qword_t) == MAX_LANES, "ap_uint storage is not MAX_LANES bytes");
+        qword_t w;
+        std::memcpy(reinterpret_cast<void *>(&w), b, MAX_LANES);
+        return w;
+    }
+#endif
+};
 
 }  // namespace mmfree
 
@@ -115,19 +141,19 @@ inline int32_t tern(unsigned c, int32_t q) {
 }
 
 /* 32 lanes of a 64-bit half, 2-bit packing */
-inline int32_t dot_half_2bit(uint64_t h, const MMFREE_ELEM(int8_t) *q) {
+inline int32_t dot_half_2bit(uint64_t h, const int8_t *q) {
 #pragma HLS INLINE
     msum2_t s = 0;
     for (int j = 0; j < 32; j++) {
 #pragma HLS UNROLL
-        MMFREE_LANE("lane.2bit");
+        MMFREE_OP("lane.2bit");
         s += tern((unsigned)(h >> (2 * j)) & 3u, q[j]);
     }
     return s;
 }
 
 /* 40 lanes of a 64-bit half, base-3 packing */
-inline int32_t dot_half_base3(uint64_t h, const MMFREE_ELEM(int8_t) *q) {
+inline int32_t dot_half_base3(uint64_t h, const int8_t *q) {
 #pragma HLS INLINE
     msum3_t s = 0;
     for (int b = 0; b < 8; b++) {
@@ -135,7 +161,7 @@ inline int32_t dot_half_base3(uint64_t h, const MMFREE_ELEM(int8_t) *q) {
         unsigned e = BASE3_LUT[(unsigned)(h >> (8 * b)) & 0xffu];
         for (int j = 0; j < 5; j++) {
 #pragma HLS UNROLL
-            MMFREE_LANE("lane.base3");
+            MMFREE_OP("lane.base3");
             s += tern((e >> (2 * j)) & 3u, q[5 * b + j]);
         }
     }
@@ -157,8 +183,8 @@ inline uint64_t word_half(const word_t &w, int hh) {
 #endif
 }
 
-/* one bus word against its column slice of q: sliced once into native 64-bit halves */
-inline int32_t dot_word(const word_t &w, const MMFREE_ELEM(int8_t) *qb, int packing) {
+/* one bus word against its beat of activations: sliced once into native 64-bit halves */
+inline int32_t dot_word(const word_t &w, const int8_t *qb, int packing) {
 #pragma HLS INLINE
     msum_t s = 0;
     for (int hh = 0; hh < PORT_BITS / 64; hh++) {
@@ -174,56 +200,81 @@ inline int beats_per_row(int k, int packing) { return (int)(row_bytes(k, packing
 /* codes per beat */
 inline int lanes_per_beat(int packing) { return PORT_BYTES * codes_per_byte(packing); }
 
-/* Ternary product of `rows` packed rows starting at beat `base` of every port's buffer.
- * acc[p][r] receives row p*rpp + r, rpp = ceil(rows / PORTS): port p streams rows
- * [p*rpp, min(rows, (p+1)*rpp)) as one sequential run of n[p] = rows_p * beats bus words, word i of
- * the flattened loop at w_p[pbase[p] + i] (a linear address: one long burst per port).
- * Each port's read is its own statically bound access (mv_port<P> on pointer wP, no run-time
- * choice between m_axi bundles); all ports step in the same II=1 iteration on the same beat. */
-template <int P>
-inline void mv_port(wport_t w, const uint64_t pbase[PORTS], const int n[PORTS], int i, int r, bool first,
-                    bool last, const MMFREE_ELEM(int8_t) *qb, int packing, int32_t part[PORTS], MMFREE_ELEM(int32_t) acc[PORTS][MAX_RPP]) {
+/* Where a product's rows go, each scaled by its token's output scale: row j to lo[j]; or, for the
+ * gate_up product (pairs: the layout stores its rows gate 0, up 0, gate 1, up 1, ...), row 2j to lo[j]
+ * (gate j) and row 2j + 1 to hi[j] (up j). */
+struct MvOut {
+    vf *lo;
+    vf *hi;
+    bool pairs;
+};
+
+/* One port's step: its word (read every iteration: a burst), T partial sums, the row end. */
+template <int P, int T>
+inline void mv_port(wport_t w, uint64_t addr, bool first, bool last, int row, int rows, const int8_t *const ql[T],
+                    int packing, int32_t part[T][PORTS], const vf scale[T], MvOut out, vf ext[][EXT_ROWS],
+                    int32_t *acc_trace) {
 #pragma HLS INLINE
-    if (i < n[P]) {
-        const int32_t a = (first ? 0 : part[P]) + dot_word(w[pbase[P] + (uint64_t)i], qb, packing);
-        part[P] = a;
-        if (last) acc[P][r] = a;
+    const word_t wd = w[addr];
+    for (int t = 0; t < T; t++) {
+#pragma HLS UNROLL
+        MMFREE_OP("add32");
+        const int32_t a = (first ? 0 : part[t][P]) + dot_word(wd, ql[t], packing);
+        part[t][P] = a;
+        if (last && row < rows) {
+            const vf v = (vf)a * scale[t];
+            if (t == 0) {
+                if (!out.pairs)
+                    out.lo[row] = v;
+                else if (row & 1)
+                    out.hi[row >> 1] = v;
+                else
+                    out.lo[row >> 1] = v;
+#ifndef __SYNTHESIS__
+                if (acc_trace) acc_trace[out.pairs ? ((row & 1) ? rows / 2 + (row >> 1) : row >> 1) : row] = a;
+#endif
+            } else {
+                ext[t - 1][row] = v;
+            }
+        }
     }
 }
 
-#define MMFREE_MV_PORT_(P, W) mv_port<P>(W, pbase, n, i, r, b == 0, b == beats - 1, qb, packing, part, acc);
+#define MMFREE_MV_PORT_(P, W) \
+    mv_port<P, T>(W, base + (uint64_t)(P * rpp * beats + i), b == 0, b == beats - 1, r * PORTS + P, rows, ql, packing, part, scale, out, ext, acc_trace);
 
-inline void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, int packing,
-                           const MMFREE_ELEM(int8_t) q[MAX_BEATS][MAX_LANES], MMFREE_ELEM(int32_t) acc[PORTS][MAX_RPP]) {
-    MMFREE_FUNC("ternary_matvec");
+/* Ternary products of `rows` rows of k codes starting at beat `base` of the weight ports, against T
+ * activation vectors q[t]: out row j = float(sum_k code[j][k] * q[t][k]) * scale[t]. */
+template <int T>
+void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, int packing, const qslot_t q[T][MAX_BEATS],
+                    const vf scale[T], MvOut out, vf ext[][EXT_ROWS], int32_t *acc_trace) {
 #pragma HLS INLINE off
+    MMFREE_FUNC("ternary_matvec");
     const int beats = beats_per_row(k, packing);
-    const int rpp = (rows + PORTS - 1) / PORTS;
+    const int rpp = pad_rows(rows) / PORTS;
     const int total = rpp * beats;
-    int32_t part[PORTS];
-    uint64_t pbase[PORTS];
-    int n[PORTS];
-#pragma HLS ARRAY_PARTITION variable=part complete
-#pragma HLS ARRAY_PARTITION variable=pbase complete
-#pragma HLS ARRAY_PARTITION variable=n complete
-    int left = rows;          /* rows not yet given to a port (counters: no divide per port) */
-    uint64_t pb = base;
-    for (int p = 0; p < PORTS; p++) {
-#pragma HLS UNROLL
-        const int rp = left < rpp ? (left > 0 ? left : 0) : rpp;
-        part[p] = 0;
-        pbase[p] = pb;
-        n[p] = rp * beats;
-        left -= rpp;
-        pb += (uint64_t)rpp * (uint64_t)beats;
-    }
+    int32_t part[T][PORTS];
+#pragma HLS ARRAY_PARTITION variable=part complete dim=0
     int r = 0, b = 0;
     MMFREE_COUNT(MMFREE_CYC_MV, total);
     for (int i = 0; i < total; i++) {
 #pragma HLS PIPELINE II=1
-MMFREE_ITER();
+        MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_RPP*MAX_BEATS
-        const MMFREE_ELEM(int8_t) *qb = q[b];
+        qword_t qv[T];
+        const int8_t *ql[T];
+        for (int t = 0; t < T; t++) {
+#pragma HLS UNROLL
+            qv[t] = q[t][b];
+        }
+#ifdef __SYNTHESIS__
+        int8_t qa[T][MAX_LANES];
+        for (int t = 0; t < T; t++)
+            for (int j = 0; j < MAX_LANES; j++) qa[t][j] = (int8_t)qv[t].range(8 * j + 7, 8 * j);
+        for (int t = 0; t < T; t++) ql[t] = qa[t];
+#else
+        for (int t = 0; t < T; t++) ql[t] = reinterpret_cast<const int8_t *>(&qv[t]);
+#endif
         MMFREE_EACH_WPORT(MMFREE_MV_PORT_)
         if (++b == beats) {
             b = 0;

@@ -8,9 +8,10 @@
  *             row l at H + l * pad4(d) floats: a prompt token in one call
  *   OP_TOKEN  BODY, then HEAD from the arena (at LAYERS * layer_stride): a decode token in one call
  *
- * BODY and TOKEN call the same op_embed / op_layer / op_head as the single ops, with a base byte
- * offset into the weight ports (every projection stays one flattened II=1 loop per port, its linear
- * address starting at that base) and a base row of the state buffer.
+ * Every op is the same sequence with parts switched off: embed (EMBED, BODY, TOKEN), a layer loop (1
+ * layer for LAYER, LAYERS for BODY and TOKEN, none otherwise), the head (HEAD, TOKEN). So each
+ * datapath has one call site: one layer, one head, and inside them one instance of each building
+ * block (ALLOCATION function limit=1 where a block serves several projections).
  * The sequence is golden.py's GoldenModel.layer / head / embed, operation for operation.
  * Registers outside their bounds (d > MAX_D, ...) make the call return without touching memory.
  */
@@ -22,49 +23,50 @@ using namespace mmfree;
 
 namespace {
 
-const int MAX_PRM_BEATS = (MAX_PRM * 4 + PORT_BYTES - 1) / PORT_BYTES;
+/* on-chip buffers; banks in mmfree_kernel() (ARRAY_PARTITION, BIND_STORAGE) */
+qslot_t q_buf[MMFREE_TOKENS][MAX_BEATS];                   /* activations, one word per beat */
+vf x_buf[MAX_D], h_buf[MAX_D];                               /* residual stream, this layer's state */
+vf yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D]; /* token mixer */
+vf y_buf[MAX_D];                                             /* o and down products */
+vf gate_buf[MAX_I], up_buf[MAX_I], z_buf[MAX_I];             /* channel mixer */
+vf prm_buf[MAX_PRM / 4][4];                                  /* this blob's params, rows of 4 floats */
+vf out_buf[HEAD_ROWS];                                       /* one chunk of logits */
+vf ext_buf[MMFREE_TOKENS > 1 ? MMFREE_TOKENS - 1 : 1][EXT_ROWS]; /* products for tokens 1..T-1 (census T > 1) */
+#ifndef __SYNTHESIS__
+int8_t q_trace[MAX_K];
+int32_t acc_trace[MAX_OUT];
+vf f_trace[MAX_D];
+#endif
 
-/* One port's share of a params burst: beats [P*per, min(nbeats, (P+1)*per)) through its own bundle. */
-template <int P>
-inline void prm_port(wport_t w, uint64_t base, int per, int nbeats, int i, vf *prm) {
-#pragma HLS INLINE
-    const int idx = P * per + i;
-    if (idx < nbeats) {
-        const word_t v = w[base + (uint64_t)idx];
+/* params block of a blob -> prm_buf, one unconditional burst on port 0 */
+void load_params(wport_t w0, uint64_t byte_off, int nfloats) {
+#pragma HLS INLINE off
+    MMFREE_FUNC("load_params");
+    const uint64_t base = byte_off / PORT_BYTES;
+    const int nbeats = (nfloats * 4 + PORT_BYTES - 1) / PORT_BYTES;
+    MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
+    for (int i = 0; i < nbeats; i++) {
+#pragma HLS PIPELINE II=1
+        MMFREE_ITER();
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_PRM/FLOATS_PER_BEAT
+        const word_t v = w0[base + (uint64_t)i];
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
 #pragma HLS UNROLL
-            prm[idx * FLOATS_PER_BEAT + j] = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
+            const int e = i * FLOATS_PER_BEAT + j;
+            prm_buf[e >> 2][e & 3] = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
         }
     }
 }
 
-#define MMFREE_PRM_PORT_(P, W) prm_port<P>(W, base, per, nbeats, i, prm);
-
-/* params block of a blob -> on-chip floats, all weight ports in parallel */
-void load_params(MMFREE_WPORT_PARAMS, uint64_t byte_off, int nfloats, vf *prm) {
-    MMFREE_FUNC("load_params");
-    const uint64_t base = byte_off / PORT_BYTES;
-    const int nbeats = (nfloats * 4 + PORT_BYTES - 1) / PORT_BYTES;
-    const int per = (nbeats + PORTS - 1) / PORTS;
-    MMFREE_COUNT(MMFREE_CYC_MEM, per);
-    for (int i = 0; i < per; i++) {
-#pragma HLS PIPELINE II=1
-MMFREE_ITER();
-#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_PRM_BEATS
-        MMFREE_EACH_WPORT(MMFREE_PRM_PORT_)
-    }
-}
-
-#undef MMFREE_PRM_PORT_
-
 /* float32[n] from DDR words, from element offset off (a multiple of FLOATS_PER_BEAT) */
-void read_vec(ioport_t src, int off, int n, vf *dst) {
+void read_vec(ioport_t src, int off, int n, vf dst[MAX_D]) {
+#pragma HLS INLINE off
     MMFREE_FUNC("read_vec");
     const int nbeats = (n + FLOATS_PER_BEAT - 1) / FLOATS_PER_BEAT;
     MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
     for (int i = 0; i < nbeats; i++) {
 #pragma HLS PIPELINE II=1
-MMFREE_ITER();
+        MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D/FLOATS_PER_BEAT
         const word_t v = src[off / FLOATS_PER_BEAT + i];
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
@@ -76,14 +78,15 @@ MMFREE_ITER();
 }
 
 /* float32[n] to DDR words at element offset off (a multiple of FLOATS_PER_BEAT); pad floats 0 */
-void write_vec(ioport_t dst, int off, const vf *src, int n) {
+void write_vec(ioport_t dst, int off, const vf src[], int n) {
+#pragma HLS INLINE off
     MMFREE_FUNC("write_vec");
     const int nbeats = (n + FLOATS_PER_BEAT - 1) / FLOATS_PER_BEAT;
     MMFREE_COUNT(MMFREE_CYC_MEM, nbeats);
     for (int i = 0; i < nbeats; i++) {
 #pragma HLS PIPELINE II=1
-MMFREE_ITER();
-#pragma HLS LOOP_TRIPCOUNT min=1 max=HEAD_CHUNK/FLOATS_PER_BEAT
+        MMFREE_ITER();
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_OUT/FLOATS_PER_BEAT
         word_t v = 0;
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
 #pragma HLS UNROLL
@@ -94,75 +97,66 @@ MMFREE_ITER();
     }
 }
 
-MMFREE_ELEM(int8_t) q_buf[MAX_BEATS][MAX_LANES];
-MMFREE_ELEM(int32_t) acc_buf[PORTS][MAX_RPP];
-#ifndef __SYNTHESIS__
-int8_t q_trace[MAX_K];
-#endif
-
-/* golden.bitlinear for one token: absmax, quantize, ternary product, out = acc * scale.
- * Rows [row0, row0 + rows) of a matrix at byte offset `off` with k columns. */
-vf bitlinear_in(const char *name, const vf *v, const vf *g, int k, int packing) {
+/* golden.bitlinear for one token, its input side: absmax of v * gain (the params from row g4), int8 codes
+ * into q_buf; returns absmax */
+vf bitlinear_in(const char *name, const vf v[], int g4, int k, int packing) {
     MMFREE_FUNC("bitlinear_in");
-    const vf m = absmax_mul(v, g, k);
+    const vf m = absmax_mul<FLOAT_LANES>(v, prm_buf, g4, k);
     const int lanes = lanes_per_beat(packing);
-    const int kp = beats_per_row(k, packing) * lanes;
 #ifndef __SYNTHESIS__
-    quantize_mul(v, g, k, quant_scale(m), lanes, kp, q_buf, q_trace);
+    quantize_mul<FLOAT_LANES>(v, prm_buf, g4, k, quant_scale(m), lanes, beats_per_row(k, packing), q_buf[0], q_trace);
     MMFREE_TRACE(name, "absmax", MMFREE_T_F32, &m, 0, 1);
     MMFREE_TRACE(name, "q", MMFREE_T_I8, q_trace, 0, (uint64_t)k);
 #else
-    quantize_mul(v, g, k, quant_scale(m), lanes, kp, q_buf, 0);
+    (void)name;
+    quantize_mul<FLOAT_LANES>(v, prm_buf, g4, k, quant_scale(m), lanes, beats_per_row(k, packing), q_buf[0], 0);
 #endif
     return m;
 }
 
+/* its product side: rows [row0, row0 + rows) of a matrix at byte offset `off` (k columns), scaled at
+ * the row end into out (pairs: the gate_up product, gate rows into out, up rows into out_hi) */
 void bitlinear_rows(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int row0, int rows, int k, int packing,
-                    vf scale, vf *out) {
+                    vf scale, vf out[], vf out_hi[], bool pairs) {
     MMFREE_FUNC("bitlinear_rows");
     const uint64_t base = off / PORT_BYTES + (uint64_t)row0 * (uint64_t)beats_per_row(k, packing);
-    ternary_matvec(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, acc_buf);
-    scale_out(acc_buf, rows, scale, out);
+    vf sc[MMFREE_TOKENS];
+    for (int t = 0; t < MMFREE_TOKENS; t++) sc[t] = scale;
+    MvOut mo = {out, out_hi, pairs};
 #ifndef __SYNTHESIS__
+    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, acc_trace);
     if (MMFREE_TRACE_ON()) {
-        const int rpp = (rows + PORTS - 1) / PORTS;
-        for (int p = 0, r = 0, k = 0; k < rows; k++) {
-            MMFREE_TRACE(name, "acc", MMFREE_T_I32, &acc_buf[p][r], (uint64_t)(row0 + k), 1);
-            if (++r == rpp) {
-                r = 0;
-                ++p;
-            }
+        MMFREE_TRACE(name, "acc", MMFREE_T_I32, acc_trace, (uint64_t)row0, (uint64_t)rows);
+        if (!pairs) {
+            MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)rows);
+        } else {
+            MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)(rows / 2));
+            MMFREE_TRACE(name, "out", MMFREE_T_F32, out_hi, (uint64_t)(row0 + rows / 2), (uint64_t)(rows / 2));
         }
-        MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)rows);
     }
 #else
     (void)name;
+    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, 0);
 #endif
 }
 
-vf bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const vf *v,
-                const vf *g, vf alpha, vf rscale, vf *out) {
+/* one projection: bitlinear_in, the output scale, the product */
+void bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const vf v[],
+               int g4, vf alpha, vf rscale, vf out[], vf out_hi[], bool pairs) {
     MMFREE_FUNC("bitlinear");
-    const vf m = bitlinear_in(name, v, g, k, packing);
+    const vf m = bitlinear_in(name, v, g4, k, packing);
     const vf scale = out_scale(alpha, m, rscale);
     MMFREE_TRACE(name, "scale", MMFREE_T_F32, &scale, 0, 1);
-    bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out);
-    return scale;
+    bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out, out_hi, pairs);
 }
 
-vf x_buf[MAX_D], h_buf[MAX_D], yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D], y_buf[MAX_D];
-vf gu_buf[2 * MAX_I], z_buf[MAX_I], prm_buf[MAX_PRM];
-vf out_buf[HEAD_CHUNK];
-#ifndef __SYNTHESIS__
-vf f_trace[MAX_D];
-#endif
-
 void op_embed(int d, int token, embport_t emb, ioport_t x) {
+#pragma HLS INLINE
     MMFREE_FUNC("op_embed");
     MMFREE_COUNT(MMFREE_CYC_MEM, d);
     for (int k = 0; k < d; k++) {
 #pragma HLS PIPELINE II=1
-MMFREE_ITER();
+        MMFREE_ITER();
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D
         x_buf[k] = bits_to_f32((uint32_t)(uint16_t)emb[(uint64_t)token * (uint64_t)d + (uint64_t)k] << 16);
     }
@@ -171,52 +165,55 @@ MMFREE_ITER();
 }
 
 /* One layer. wb: byte offset of its blob on the weight ports (0 for OP_LAYER, l * layer_stride in the
- * arena); hoff: vf offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
+ * arena); hoff: float offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
 void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h, int hoff, MMFREE_WPORT_PARAMS) {
+#pragma HLS INLINE
     MMFREE_FUNC("op_layer");
-    vf *prm = prm_buf;
-    load_params(MMFREE_WPORT_ARGS, wb + layer_params_offset(d, inter, packing), layer_params_floats(d, inter), prm);
-    const vf *alpha = prm;
-    const vf *attn_norm = prm + layer_vec_index(V_ATTN_NORM, d, inter);
-    const vf *mlp_norm = prm + layer_vec_index(V_MLP_NORM, d, inter);
-    const vf *g_norm = prm + layer_vec_index(V_G_NORM, d, inter);
-    const vf *lb = prm + layer_vec_index(V_LB, d, inter);
-    const vf *gain_i = prm + layer_vec_index(V_GAIN_I, d, inter);
-    const vf *gain_f = prm + layer_vec_index(V_GAIN_F, d, inter);
-    const vf *gain_g = prm + layer_vec_index(V_GAIN_G, d, inter);
-    const vf *gain_o = prm + layer_vec_index(V_GAIN_O, d, inter);
-    const vf *gain_gu = prm + layer_vec_index(V_GAIN_GATE_UP, d, inter);
-    const vf *gain_down = prm + layer_vec_index(V_GAIN_DOWN, d, inter);
+    load_params(w0, wb + layer_params_offset(d, inter, packing), layer_params_floats(d, inter));
+    const int attn_norm = layer_vec_index(V_ATTN_NORM, d, inter) / 4;
+    const int mlp_norm = layer_vec_index(V_MLP_NORM, d, inter) / 4;
+    const int g_norm = layer_vec_index(V_G_NORM, d, inter) / 4;
+    const int lb = layer_vec_index(V_LB, d, inter) / 4;
+    const int gain_i = layer_vec_index(V_GAIN_I, d, inter) / 4;
+    const int gain_f = layer_vec_index(V_GAIN_F, d, inter) / 4;
+    const int gain_g = layer_vec_index(V_GAIN_G, d, inter) / 4;
+    const int gain_o = layer_vec_index(V_GAIN_O, d, inter) / 4;
+    const int gain_gu = layer_vec_index(V_GAIN_GATE_UP, d, inter) / 4;
+    const int gain_down = layer_vec_index(V_GAIN_DOWN, d, inter) / 4;
     read_vec(x, 0, d, x_buf);
     read_vec(h, hoff, d, h_buf);
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
-    const vf rs = block_rscale(x_buf, attn_norm, d);
-    bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i, alpha[P_I], rs, yi_buf);
-    bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f, alpha[P_F], rs, yf_buf);
-    bitlinear("g", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g, alpha[P_G], rs, yg_buf);
+    const vf rs = block_rscale<FLOAT_LANES>(x_buf, prm_buf, attn_norm, d);
+    bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i,
+              prm_buf[P_I >> 2][P_I & 3], rs, yi_buf, yi_buf, false);
+    bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f,
+              prm_buf[P_F >> 2][P_F & 3], rs, yf_buf, yf_buf, false);
+    bitlinear("g", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g,
+              prm_buf[P_G >> 2][P_G & 3], rs, yg_buf, yg_buf, false);
 #ifndef __SYNTHESIS__
-    mlgru(yi_buf, yf_buf, lb, h_buf, f_trace, d);
+    mlgru<SIGMOID_LANES>(yi_buf, yf_buf, prm_buf, lb, h_buf, f_trace, d);
     MMFREE_TRACE("", "forget", MMFREE_T_F32, f_trace, 0, (uint64_t)d);
 #else
-    mlgru(yi_buf, yf_buf, lb, h_buf, 0, d);
+    mlgru<SIGMOID_LANES>(yi_buf, yf_buf, prm_buf, lb, h_buf, 0, d);
 #endif
     MMFREE_TRACE("", "state", MMFREE_T_F32, h_buf, 0, (uint64_t)d);
-    const vf r_g = rms_factor(yg_buf, d);
-    const vf r_o = gate_out(yg_buf, r_g, g_norm, h_buf, o_buf, d);
+    const vf r_g = rms_factor<FLOAT_LANES>(yg_buf, d);
+    const vf r_o = gate_out<SIGMOID_LANES>(yg_buf, r_g, prm_buf, g_norm, h_buf, o_buf, d);
     MMFREE_TRACE("", "o_in", MMFREE_T_F32, o_buf, 0, (uint64_t)d);
-    bitlinear("o", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o, alpha[P_O], r_o, y_buf);
-    residual(x_buf, y_buf, d);
+    bitlinear("o", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o,
+              prm_buf[P_O >> 2][P_O & 3], r_o, y_buf, y_buf, false);
+    residual<FLOAT_LANES>(x_buf, y_buf, d);
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
-    const vf rs2 = block_rscale(x_buf, mlp_norm, d);
-    bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d, packing, x_buf, gain_gu,
-              alpha[P_GATE_UP], rs2, gu_buf);
-    const vf r_z = swiglu(gu_buf, z_buf, inter);
+    const vf rs2 = block_rscale<FLOAT_LANES>(x_buf, prm_buf, mlp_norm, d);
+    bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d,
+              packing, x_buf, gain_gu, prm_buf[P_GATE_UP >> 2][P_GATE_UP & 3], rs2, gate_buf, up_buf, true);
+    const vf r_z = swiglu<SIGMOID_LANES>(gate_buf, up_buf, z_buf, inter);
     MMFREE_TRACE("", "z", MMFREE_T_F32, z_buf, 0, (uint64_t)inter);
-    bitlinear("down", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf, gain_down,
-              alpha[P_DOWN], r_z, y_buf);
-    residual(x_buf, y_buf, d);
+    bitlinear("down", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf,
+              gain_down, prm_buf[P_DOWN >> 2][P_DOWN & 3], r_z, y_buf, y_buf, false);
+    residual<FLOAT_LANES>(x_buf, y_buf, d);
     MMFREE_TRACE("", "x", MMFREE_T_F32, x_buf, 0, (uint64_t)d);
 
     write_vec(x, 0, x_buf, d);
@@ -225,39 +222,21 @@ void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h
 
 /* wb: byte offset of the head blob on the weight ports (0 for OP_HEAD, LAYERS * layer_stride in the arena) */
 void op_head(int d, int vocab, int packing, uint64_t wb, ioport_t x, ioport_t out, MMFREE_WPORT_PARAMS) {
+#pragma HLS INLINE
     MMFREE_FUNC("op_head");
-    vf *prm = prm_buf;
-    load_params(MMFREE_WPORT_ARGS, wb + head_params_offset(d, vocab, packing), head_params_floats(d), prm);
-    const vf alpha = prm[0];
-    const vf *final_norm = prm + head_vec_index(V_FINAL_NORM, d);
-    const vf *gain = prm + head_vec_index(V_GAIN_HEAD, d);
+    load_params(w0, wb + head_params_offset(d, vocab, packing), head_params_floats(d));
+    const int final_norm = head_vec_index(V_FINAL_NORM, d) / 4;
+    const int gain = head_vec_index(V_GAIN_HEAD, d) / 4;
     read_vec(x, 0, d, x_buf);
-    const vf rs = block_rscale(x_buf, final_norm, d);
+    const vf rs = block_rscale<FLOAT_LANES>(x_buf, prm_buf, final_norm, d);
     const vf m = bitlinear_in("lm_head", x_buf, gain, d, packing);
-    const vf scale = out_scale(alpha, m, rs);
+    const vf scale = out_scale(prm_buf[0][0], m, rs);
     MMFREE_TRACE("lm_head", "scale", MMFREE_T_F32, &scale, 0, 1);
-    for (int row0 = 0; row0 < vocab; row0 += HEAD_CHUNK) {
-#pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_CHUNK-1)/HEAD_CHUNK
-        const int rows = vocab - row0 < HEAD_CHUNK ? vocab - row0 : HEAD_CHUNK;
-        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, wb, row0, rows, d, packing, scale, out_buf);
+    for (int row0 = 0; row0 < vocab; row0 += HEAD_ROWS) {
+#pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_ROWS-1)/HEAD_ROWS
+        const int rows = vocab - row0 < HEAD_ROWS ? vocab - row0 : HEAD_ROWS;
+        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, wb, row0, rows, d, packing, scale, out_buf, out_buf, false);
         write_vec(out, row0, out_buf, rows);
-    }
-}
-
-/* OP_BODY / OP_TOKEN: the same functions in order, the layer loop walking the arena by layer_stride */
-void op_body(int d, int inter, int packing, int token, int layers, embport_t emb, ioport_t x, ioport_t h,
-             MMFREE_WPORT_PARAMS) {
-    MMFREE_FUNC("op_body");
-    op_embed(d, token, emb, x);
-    const uint64_t stride = layer_stride(d, inter, packing);
-    const int hrow = pad4(d);
-    uint64_t wb = 0;
-    int hoff = 0;
-    for (int l = 0; l < layers; l++) {
-#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_LAYERS
-        op_layer(d, inter, packing, wb, x, h, hoff, MMFREE_WPORT_ARGS);
-        wb += stride;
-        hoff += hrow;
     }
 }
 
@@ -274,39 +253,72 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE s_axilite port=packing offset=0x30 bundle=control
 #pragma HLS INTERFACE s_axilite port=token offset=0x38 bundle=control
 #pragma HLS INTERFACE s_axilite port=layers offset=0xb8 bundle=control
-#pragma HLS INTERFACE m_axi port=x offset=slave bundle=gmem_io depth=2560 max_read_burst_length=256 max_write_burst_length=256
+#pragma HLS INTERFACE m_axi port=x offset=slave bundle=gmem_io depth=2560 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=x offset=0x40 bundle=control
-#pragma HLS INTERFACE m_axi port=h offset=slave bundle=gmem_io depth=2560 max_read_burst_length=256 max_write_burst_length=256
+#pragma HLS INTERFACE m_axi port=h offset=slave bundle=gmem_io depth=2560 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=h offset=0x4c bundle=control
-#pragma HLS INTERFACE m_axi port=emb offset=slave bundle=gmem_emb depth=81920000 max_read_burst_length=256
+#pragma HLS INTERFACE m_axi port=emb offset=slave bundle=gmem_emb depth=81920000 max_read_burst_length=16 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=emb offset=0x58 bundle=control
-#pragma HLS INTERFACE m_axi port=out offset=slave bundle=gmem_io depth=32000 max_read_burst_length=256 max_write_burst_length=256
+#pragma HLS INTERFACE m_axi port=out offset=slave bundle=gmem_io depth=32000 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=out offset=0x64 bundle=control
-#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w0 offset=0x70 bundle=control
 #if MMFREE_WEIGHT_PORTS > 1
-#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w1 offset=0x7c bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 2
-#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w2 offset=0x88 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 3
-#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w3 offset=0x94 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 4
-#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w4 offset=0xa0 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 5
-#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
+#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
+    /* m_axi FIFOs: a weight port streams one beat per cycle; DDR answers the first beat of a burst ~100-150
+     * cycles after the request (MMFREE_MEM_DEPTH is the model's figure), so 4 outstanding x 64-beat bursts
+     * (256 beats in flight) cover the bandwidth-latency product with margin: 1 BRAM36 per port, where
+     * 8 x 256 needed 8. x/h/logits/embedding rows are short: 4 x 16. */
+    /* banks: every on-chip array read or written several words per cycle (the census checks each loop) */
+#pragma HLS ARRAY_PARTITION variable=q_buf type=complete dim=1
+#pragma HLS ARRAY_PARTITION variable=BASE3_LUT type=complete dim=1
+#pragma HLS ARRAY_PARTITION variable=x_buf type=cyclic factor=MMFREE_X_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=h_buf type=cyclic factor=MMFREE_X_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=yi_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=yf_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=yg_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=o_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=y_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=gate_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=up_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=z_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=prm_buf type=complete dim=2
+#pragma HLS ARRAY_PARTITION variable=out_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
+#pragma HLS ARRAY_PARTITION variable=ext_buf type=complete dim=1
+#pragma HLS ARRAY_PARTITION variable=ext_buf type=cyclic factor=MMFREE_Y_BANKS dim=2
+#pragma HLS BIND_STORAGE variable=prm_buf type=ram_2p impl=MMFREE_BIG_RAM
+#pragma HLS BIND_STORAGE variable=gate_buf type=ram_2p impl=MMFREE_BIG_RAM
+#pragma HLS BIND_STORAGE variable=up_buf type=ram_2p impl=MMFREE_BIG_RAM
+#pragma HLS BIND_STORAGE variable=z_buf type=ram_2p impl=MMFREE_BIG_RAM
+    /* one instance of each building block, whichever projection calls it */
+#pragma HLS ALLOCATION function instances=bitlinear limit=1
+#pragma HLS ALLOCATION function instances=bitlinear_in limit=1
+#pragma HLS ALLOCATION function instances=bitlinear_rows limit=1
+#pragma HLS ALLOCATION function instances=load_params limit=1
+#pragma HLS ALLOCATION function instances=read_vec limit=1
+#pragma HLS ALLOCATION function instances=write_vec limit=1
+#pragma HLS ALLOCATION function instances=block_rscale limit=1
+#pragma HLS ALLOCATION function instances=residual limit=1
     MMFREE_FUNC("mmfree_kernel");
     MMFREE_ONCHIP(q_buf);
-    MMFREE_ONCHIP(acc_buf);
     MMFREE_ONCHIP(BASE3_LUT);
     MMFREE_ONCHIP(x_buf);
     MMFREE_ONCHIP(h_buf);
@@ -315,24 +327,31 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     MMFREE_ONCHIP(yg_buf);
     MMFREE_ONCHIP(o_buf);
     MMFREE_ONCHIP(y_buf);
-    MMFREE_ONCHIP(gu_buf);
+    MMFREE_ONCHIP(gate_buf);
+    MMFREE_ONCHIP(up_buf);
     MMFREE_ONCHIP(z_buf);
     MMFREE_ONCHIP(prm_buf);
     MMFREE_ONCHIP(out_buf);
+#if MMFREE_TOKENS > 1
+    MMFREE_ONCHIP(ext_buf);
+#endif
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 || vocab > (uint32_t)MAX_V ||
-        packing > 1u)
+        packing > 1u || op > MMFREE_OP_TOKEN)
         return;
-    if (op == MMFREE_OP_EMBED) {
-        if (token < vocab) op_embed((int)d, (int)token, emb, x);
-    } else if (op == MMFREE_OP_LAYER) {
-        op_layer((int)d, (int)inter, (int)packing, 0, x, h, 0, MMFREE_WPORT_ARGS);
-    } else if (op == MMFREE_OP_HEAD) {
-        op_head((int)d, (int)vocab, (int)packing, 0, x, out, MMFREE_WPORT_ARGS);
-    } else if (op == MMFREE_OP_BODY || op == MMFREE_OP_TOKEN) {
-        if (token >= vocab || layers < 1 || layers > (uint32_t)MAX_LAYERS) return;
-        op_body((int)d, (int)inter, (int)packing, (int)token, (int)layers, emb, x, h, MMFREE_WPORT_ARGS);
-        if (op == MMFREE_OP_TOKEN)
-            op_head((int)d, (int)vocab, (int)packing, arena_head_offset((int)layers, (int)d, (int)inter, (int)packing),
-                    x, out, MMFREE_WPORT_ARGS);
+    const bool whole = op == MMFREE_OP_BODY || op == MMFREE_OP_TOKEN;
+    if (whole && (layers < 1 || layers > (uint32_t)MAX_LAYERS)) return;
+    if ((whole || op == MMFREE_OP_EMBED) && token >= vocab) return;
+    const int nl = op == MMFREE_OP_LAYER ? 1 : whole ? (int)layers : 0;
+    const uint64_t stride = layer_stride((int)d, (int)inter, (int)packing);
+    if (whole || op == MMFREE_OP_EMBED) op_embed((int)d, (int)token, emb, x);
+    uint64_t wb = 0;
+    int hoff = 0;
+    for (int l = 0; l < nl; l++) {
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_LAYERS
+        op_layer((int)d, (int)inter, (int)packing, wb, x, h, hoff, MMFREE_WPORT_ARGS);
+        wb += stride;
+        hoff += pad4((int)d);
     }
+    if (op == MMFREE_OP_HEAD || op == MMFREE_OP_TOKEN)
+        op_head((int)d, (int)vocab, (int)packing, op == MMFREE_OP_TOKEN ? wb : 0, x, out, MMFREE_WPORT_ARGS);
 }

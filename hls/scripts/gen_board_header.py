@@ -20,6 +20,9 @@ def header(board: str) -> str:
         names = ", ".join(k for k in boards if not k.startswith("_"))
         sys.exit("unknown board %r; boards.json knows: %s" % (board, names))
     b = boards[board]
+    fl, sl = int(b["float_lanes"]), int(b["sigmoid_lanes"])
+    ports, bits = int(b["weight_ports"]), int(b["port_bits"])
+    uram = int(b["resources"]["uram"]) > 0
     guard = "MMFREE_BOARD_H"
     lines = [
         "/* Generated from python/mmfree/data/boards.json by hls/scripts/gen_board_header.py: do not edit. */",
@@ -33,6 +36,16 @@ def header(board: str) -> str:
         "#define MMFREE_MAX_INTER %d" % int(b["max_inter"]),
         "#define MMFREE_MAX_VOCAB %d" % int(b["max_vocab"]),
         "#define MMFREE_MAX_LAYERS %d" % int(b["max_layers"]),
+        "#define MMFREE_FLOAT_LANES %d" % fl,
+        "#define MMFREE_SIGMOID_LANES %d" % sl,
+        "/* derived (pragma values must be literals): banks and reduction distances */",
+        "#define MMFREE_X_BANKS %d   /* x, h: read and written FLOAT_LANES per cycle */" % max(1, fl),
+        "#define MMFREE_Y_BANKS %d   /* product outputs: PORTS written, FLOAT_LANES read per cycle */"
+        % max(1, max(ports, fl, 2 if bits == 128 else 1) // 2),
+        "#define MMFREE_RED_DISTANCE %d   /* a reduction's partial sum recurs every 16 / FLOAT_LANES iterations */"
+        % (16 // fl),
+        "#define MMFREE_SIG_DISTANCE %d" % (16 // sl),
+        "#define MMFREE_BIG_RAM %s   /* storage of the large vector buffers */" % ("uram" if uram else "bram"),
         "#endif",
         "",
     ]

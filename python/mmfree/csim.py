@@ -4,7 +4,7 @@ The emulator backend uses this to run the very kernel source that Vitis HLS synt
 
     lib = csim.load()                          # build/csim/<board>/libmmfree_csim.so
     mem = csim.Memory()                        # host buffers at fake physical addresses
-    blob = mem.alloc(csim.pack_layer_blob(packed_model, 0))
+    blob = mem.alloc(csim.pack_layer_blob(packed_model, 0, ports=lib.config["ports"]))
     ...
     regs = csim.regs_image({"OP": csim.OP_LAYER, "D": d, ..., "W0_ADDR": blob.addr, ...})
     lib.call(regs, mem.resolve)                # raises CsimError naming the bad register
@@ -164,7 +164,8 @@ class Csim:
         cfg = (ctypes.c_uint32 * 32)()
         n = lib.mmfree_csim_config(cfg, 32)
         keys = ("regs_version", "ports", "port_bits", "max_d", "max_inter", "max_vocab", "vec_lanes", "mv_depth",
-                "vec_depth", "red_ii", "red_depth", "mem_depth", "head_chunk", "max_layers", "call_cycles")
+                "vec_depth", "float_lanes", "red_depth", "mem_depth", "head_rows", "max_layers", "call_cycles",
+                "sigmoid_lanes", "tokens")
         self.config = {k: int(cfg[i]) for i, k in enumerate(keys[:n])}
         self.config["board"] = lib.mmfree_csim_board().decode()
         if self.config["regs_version"] != REGS["REGS_VERSION"]:
@@ -292,8 +293,9 @@ class CsimModel:
         self.n_layers = cfg.num_hidden_layers
         self.mem = Memory()
         self.emb = self.mem.alloc(np.ascontiguousarray(self.packed.tensor("embeddings"), np.uint16))
-        self.blobs = [self.mem.alloc(pack_layer_blob(self.packed, li)) for li in range(self.n_layers)]
-        self.head = self.mem.alloc(pack_head_blob(self.packed))
+        self.ports = self.lib.config["ports"]
+        self.blobs = [self.mem.alloc(pack_layer_blob(self.packed, li, ports=self.ports)) for li in range(self.n_layers)]
+        self.head = self.mem.alloc(pack_head_blob(self.packed, ports=self.ports))
         self.x = self.mem.alloc(vec_bytes(self.d) // 4, F32)
         self.h = [self.mem.alloc(vec_bytes(self.d) // 4, F32) for _ in range(self.n_layers)]
         self.out = self.mem.alloc(vec_bytes(self.vocab) // 4, F32)
@@ -304,7 +306,7 @@ class CsimModel:
     def arena(self) -> Buffer:
         """The weights arena (allocated on first use) for OP_BODY / OP_TOKEN."""
         if self._arena is None:
-            self._arena = self.mem.alloc(pack_arena(self.packed))
+            self._arena = self.mem.alloc(pack_arena(self.packed, ports=self.ports))
         return self._arena
 
     @property

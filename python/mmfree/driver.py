@@ -370,7 +370,7 @@ class Accelerator:
                               stacklevel=3)
                 self.cma_needed = check_fits(cfg, m.packing, self.limits, self.cma_bytes, arena=False)
         if self.weights is not None:
-            pack_arena(m, self.weights)
+            pack_arena(m, self.weights, ports=self.ports)
             base = _phys(self.weights)
             lb = layer_layout(self.d, self.inter, m.packing)["bytes"]
             self.blobs = [self.weights[off:off + lb] for off in lay["layers"]]   # views, for inspection
@@ -384,10 +384,10 @@ class Accelerator:
             self.blobs = []
             for li in range(L):
                 b = self._alloc(*plan[f"layer{li}"], cacheable)
-                pack_layer_blob(m, li, b)
+                pack_layer_blob(m, li, b, ports=self.ports)
                 self.blobs.append(b)
             self.head = self._alloc(*plan["head"], cacheable)
-            pack_head_blob(m, self.head)
+            pack_head_blob(m, self.head, ports=self.ports)
             self.blob_addr = [_phys(b) for b in self.blobs]
             self.head_addr = _phys(self.head)
             self.arena = None

@@ -13,6 +13,12 @@ every function against the C library's exported helpers.
                 every layer's bursts split at 4 KB boundaries exactly as in a page-aligned buffer of
                 its own), then the head blob
     state: [L, pad4(d)] float32, row l at H_ADDR + 4 * l * pad4(d)
+
+Rows of every projection are padded with zero rows to a multiple of ROW_GROUP (12) and stored
+port-major for the build's P weight ports (``ports``): port p streams rows p, p + P, p + 2P, ... as
+one contiguous range (the lm_head: within each chunk of HEAD_ROWS rows). The gate_up projection's
+rows are taken in the order gate 0, up 0, gate 1, up 1, ... first. Offsets do not depend on P, only
+the order of rows inside a projection does.
 """
 
 from typing import Optional
@@ -28,6 +34,41 @@ LAYER_VECS = ("attn_norm", "mlp_norm", "g_norm", "lower_bound", "gain_i", "gain_
 HEAD_VECS = ("final_norm", "gain")
 N_ALPHA = 8
 ARENA_ALIGN = 4096
+ROW_GROUP = 12     # hls/include/mmfree_layout.h
+HEAD_ROWS = 1536
+
+
+def pad_rows(rows: int) -> int:
+    """Rows of a projection as stored: padded to a multiple of ROW_GROUP."""
+    return -(-rows // ROW_GROUP) * ROW_GROUP
+
+
+def port_order(rows: int, ports: int, chunk: Optional[int] = None) -> np.ndarray:
+    """Stored position -> row index (or -1 for a padding row) of a projection of ``rows`` rows on a
+    ``ports``-port build: chunks of ``chunk`` rows (whole projection if None), each port-major."""
+    if ports < 1 or ROW_GROUP % ports:
+        raise ValueError(f"{ports} weight ports: the layout supports port counts dividing {ROW_GROUP}")
+    total = pad_rows(rows)
+    chunk = total if chunk is None else chunk
+    order = np.empty(total, np.int64)
+    for c0 in range(0, total, chunk):
+        n = min(chunk, total - c0)
+        j = np.arange(n)
+        # stored position c0 + p * (n / P) + i holds row c0 + i * P + p
+        p, i = j // (n // ports), j % (n // ports)
+        order[c0 + j] = c0 + i * ports + p
+    order[order >= rows] = -1
+    return order
+
+
+def _put_rows(blob: np.ndarray, off: int, codes: np.ndarray, rows: int, rb: int, ports: int,
+              chunk: Optional[int] = None) -> None:
+    order = port_order(rows, ports, chunk)
+    dst = blob[off:off + order.size * rb].reshape(order.size, rb)
+    src = np.asarray(codes, np.uint8).reshape(rows, rb)
+    keep = order >= 0
+    dst[keep] = src[order[keep]]
+    dst[~keep] = 0
 
 
 def pad4(n: int) -> int:
@@ -47,7 +88,7 @@ def layer_layout(d: int, inter: int, packing: str) -> dict:
         rows, k = pk.proj_shape(p, d, inter)
         rb = pk.row_bytes(k, packing)
         codes[p] = (off, rows, rb)
-        off += rows * rb
+        off += pad_rows(rows) * rb
     vec, idx = {}, N_ALPHA
     for v in LAYER_VECS:
         vec[v] = idx
@@ -57,7 +98,7 @@ def layer_layout(d: int, inter: int, packing: str) -> dict:
 
 def head_layout(d: int, vocab: int, packing: str) -> dict:
     rb = pk.row_bytes(d, packing)
-    off = vocab * rb
+    off = pad_rows(vocab) * rb
     vec = {v: N_ALPHA + i * pad4(d) for i, v in enumerate(HEAD_VECS)}
     floats = N_ALPHA + len(HEAD_VECS) * pad4(d)
     return {"codes": (0, vocab, rb), "params": off, "vec": vec, "floats": floats, "bytes": off + 4 * floats}
@@ -81,7 +122,8 @@ def state_bytes(layers: int, d: int) -> int:
 
 
 def code_bytes_per_token(d: int, layers: int, inter: int, vocab: int, packing: str) -> int:
-    """Packed ternary weight bytes the kernel streams per token (layers + lm_head, row padding included)."""
+    """Packed ternary weight bytes the kernel streams per token (layers + lm_head, row and column padding
+    included)."""
     lay = layer_layout(d, inter, packing)
     return layers * lay["params"] + head_layout(d, vocab, packing)["params"]
 
@@ -98,15 +140,19 @@ def _out(out: Optional[np.ndarray], nbytes: int) -> np.ndarray:
     return out
 
 
-def pack_layer_blob(model: pk.PackedModel, li: int, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """Layer li of a packed model as mmfree_kernel reads it (uint8), into ``out`` (e.g. a pynq buffer
-    slice) or a new array."""
+def pack_layer_blob(model: pk.PackedModel, li: int, out: Optional[np.ndarray] = None, *, ports: int) -> np.ndarray:
+    """Layer li of a packed model as a ``ports``-port mmfree_kernel reads it (uint8), into ``out`` (e.g. a
+    pynq buffer slice) or a new array."""
     cfg = model.config
     lay = layer_layout(cfg.hidden_size, cfg.intermediate_size, model.packing)
     blob = _out(out, lay["bytes"])
     t, p = model.tensor, f"layers.{li}."
     for proj, (off, rows, rb) in lay["codes"].items():
-        blob[off:off + rows * rb] = np.asarray(t(p + proj + ".codes"), np.uint8).reshape(-1)
+        codes = np.asarray(t(p + proj + ".codes"), np.uint8).reshape(rows, rb)
+        if proj == "gate_up":  # stored gate 0, up 0, gate 1, up 1, ...: a row end's P rows split between the halves
+            half = rows // 2
+            codes = np.stack([codes[:half], codes[half:]], axis=1).reshape(rows, rb)
+        _put_rows(blob, off, codes, rows, rb, ports)
     prm = np.zeros(lay["floats"], F32)
     for i, proj in enumerate(PROJ):
         prm[i] = F32(t(p + proj + ".alpha")[0])
@@ -119,13 +165,13 @@ def pack_layer_blob(model: pk.PackedModel, li: int, out: Optional[np.ndarray] = 
     return blob
 
 
-def pack_head_blob(model: pk.PackedModel, out: Optional[np.ndarray] = None) -> np.ndarray:
-    """The final norm + lm_head as OP_HEAD reads it (uint8)."""
+def pack_head_blob(model: pk.PackedModel, out: Optional[np.ndarray] = None, *, ports: int) -> np.ndarray:
+    """The final norm + lm_head as OP_HEAD of a ``ports``-port build reads it (uint8)."""
     cfg = model.config
     lay = head_layout(cfg.hidden_size, cfg.vocab_size, model.packing)
     blob = _out(out, lay["bytes"])
-    c = np.asarray(model.tensor("lm_head.codes"), np.uint8).reshape(-1)
-    blob[:c.size] = c
+    off, rows, rb = lay["codes"]
+    _put_rows(blob, off, model.tensor("lm_head.codes"), rows, rb, ports, HEAD_ROWS)
     prm = np.zeros(lay["floats"], F32)
     prm[0] = F32(model.tensor("lm_head.alpha")[0])
     for v, name in (("final_norm", "final_norm"), ("gain", "lm_head.gain")):
@@ -135,14 +181,14 @@ def pack_head_blob(model: pk.PackedModel, out: Optional[np.ndarray] = None) -> n
     return blob
 
 
-def pack_arena(model: pk.PackedModel, out: Optional[np.ndarray] = None) -> np.ndarray:
+def pack_arena(model: pk.PackedModel, out: Optional[np.ndarray] = None, *, ports: int) -> np.ndarray:
     """The weights arena (uint8): every layer blob at its stride, zeros between, then the head blob."""
     c = model.config
     lay = arena_layout(c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.vocab_size, model.packing)
     arena = _out(out, lay["bytes"])
     lb = layer_layout(c.hidden_size, c.intermediate_size, model.packing)["bytes"]
     for li, off in enumerate(lay["layers"]):
-        pack_layer_blob(model, li, arena[off:off + lb])
+        pack_layer_blob(model, li, arena[off:off + lb], ports=ports)
         arena[off + lb:off + lay["stride"]] = 0
-    pack_head_blob(model, arena[lay["head"]:lay["bytes"]])
+    pack_head_blob(model, arena[lay["head"]:lay["bytes"]], ports=ports)
     return arena
