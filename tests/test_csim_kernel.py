@@ -266,12 +266,13 @@ def test_testbench_pynq_z2_two_64bit_ports(packed_models, tmp_path):
 @pytest.mark.parametrize("ports,lanes", [(1, 4), (3, 1), (6, 4)])
 def test_testbench_other_port_counts(packed_models, tmp_path, ports, lanes):
     """The kernel takes any port count dividing ROW_GROUP (12) and 1 or 4 float lanes: builds with 1, 3
-    and 6 ports (lm_head rows < ports x lanes, one sigmoid lane) pass golden vectors laid out for them."""
+    and 6 ports (lm_head rows < ports x lanes; 1 or 2 sigmoid lanes) pass golden vectors laid out for them."""
     hdr = open(os.path.join(BUILD, "mmfree_board.h")).read()
     want = boards_get(BOARD)["weight_ports"]
     assert f"#define MMFREE_WEIGHT_PORTS {want}" in hdr
     hdr = hdr.replace(f"MMFREE_WEIGHT_PORTS {want}", f"MMFREE_WEIGHT_PORTS {ports}")
     hdr = re.sub(r"#define MMFREE_FLOAT_LANES \d+", f"#define MMFREE_FLOAT_LANES {lanes}", hdr)
+    hdr = re.sub(r"#define MMFREE_SIGMOID_LANES \d+", f"#define MMFREE_SIGMOID_LANES {min(lanes, 2)}", hdr)
     (tmp_path / "mmfree_board.h").write_text(hdr)
     exe = str(tmp_path / "tb")
     cmd = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-uninitialized",
@@ -563,7 +564,7 @@ def test_weight_registers_used_per_build(csim_build, packed_models):
     """A build resolves W0..W(ports-1), each must hold the blob; registers past its ports are not read."""
     m = csim.CsimModel(packed_models[("s48", "2bit")])
     ports = m.lib.config["ports"]
-    assert ports == 6 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 3
+    assert ports == 4 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 3
     regs = m.regs(csim.OP_LAYER, blob=m.blobs[0], h=m.h[0])
     for p in range(ports):
         bad = regs.copy()

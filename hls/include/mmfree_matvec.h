@@ -200,20 +200,23 @@ inline int beats_per_row(int k, int packing) { return (int)(row_bytes(k, packing
 /* codes per beat */
 inline int lanes_per_beat(int packing) { return PORT_BYTES * codes_per_byte(packing); }
 
-/* Where a product's rows go, each scaled by its token's output scale: row j to lo[j]; or, for the
- * gate_up product (pairs: the layout stores its rows gate 0, up 0, gate 1, up 1, ...), row 2j to lo[j]
- * (gate j) and row 2j + 1 to hi[j] (up j). */
+/* Where a product's rows go, each scaled by its token's output scale (finn's activation at the row end):
+ *   MV_STORE  row j to lo[j]
+ *   MV_PAIRS  the gate_up product (the layout stores its rows gate 0, up 0, gate 1, up 1, ...): row 2j to
+ *             lo[j] (gate j), row 2j + 1 to hi[j] (up j)
+ *   MV_ADD    the residual: lo[j] = lo[j] + row j (x += o(...), x += down(...)) */
+enum MvMode { MV_STORE = 0, MV_PAIRS = 1, MV_ADD = 2 };
 struct MvOut {
     vf *lo;
     vf *hi;
-    bool pairs;
+    int mode;
 };
 
 /* One port's step: its word (read every iteration: a burst), T partial sums, the row end. */
 template <int P, int T>
 inline void mv_port(wport_t w, uint64_t addr, bool first, bool last, int row, int rows, const int8_t *const ql[T],
                     int packing, int32_t part[T][PORTS], const vf scale[T], MvOut out, vf ext[][EXT_ROWS],
-                    int32_t *acc_trace) {
+                    int32_t *acc_trace, vf *out_trace) {
 #pragma HLS INLINE
     const word_t wd = w[addr];
     for (int t = 0; t < T; t++) {
@@ -224,14 +227,22 @@ inline void mv_port(wport_t w, uint64_t addr, bool first, bool last, int row, in
         if (last && row < rows) {
             const vf v = (vf)a * scale[t];
             if (t == 0) {
-                if (!out.pairs)
+                if (out.mode == MV_PAIRS) {
+                    if (row & 1)
+                        out.hi[row >> 1] = v;
+                    else
+                        out.lo[row >> 1] = v;
+                } else if (out.mode == MV_ADD) {
+                    out.lo[row] = out.lo[row] + v;
+                } else {
                     out.lo[row] = v;
-                else if (row & 1)
-                    out.hi[row >> 1] = v;
-                else
-                    out.lo[row >> 1] = v;
+                }
 #ifndef __SYNTHESIS__
-                if (acc_trace) acc_trace[out.pairs ? ((row & 1) ? rows / 2 + (row >> 1) : row >> 1) : row] = a;
+                if (acc_trace) {  /* by the row's index in the projection */
+                    const int orig = out.mode == MV_PAIRS ? ((row & 1) ? rows / 2 + (row >> 1) : row >> 1) : row;
+                    acc_trace[orig] = a;
+                    out_trace[orig] = v;
+                }
 #endif
             } else {
                 ext[t - 1][row] = v;
@@ -241,13 +252,13 @@ inline void mv_port(wport_t w, uint64_t addr, bool first, bool last, int row, in
 }
 
 #define MMFREE_MV_PORT_(P, W) \
-    mv_port<P, T>(W, base + (uint64_t)(P * rpp * beats + i), b == 0, b == beats - 1, r * PORTS + P, rows, ql, packing, part, scale, out, ext, acc_trace);
+    mv_port<P, T>(W, base + (uint64_t)(P * rpp * beats + i), b == 0, b == beats - 1, r * PORTS + P, rows, ql, packing, part, scale, out, ext, acc_trace, out_trace);
 
 /* Ternary products of `rows` rows of k codes starting at beat `base` of the weight ports, against T
  * activation vectors q[t]: out row j = float(sum_k code[j][k] * q[t][k]) * scale[t]. */
 template <int T>
 void ternary_matvec(MMFREE_WPORT_PARAMS, uint64_t base, int rows, int k, int packing, const qslot_t q[T][MAX_BEATS],
-                    const vf scale[T], MvOut out, vf ext[][EXT_ROWS], int32_t *acc_trace) {
+                    const vf scale[T], MvOut out, vf ext[][EXT_ROWS], int32_t *acc_trace, vf *out_trace) {
 #pragma HLS INLINE off
     MMFREE_FUNC("ternary_matvec");
     const int beats = beats_per_row(k, packing);

@@ -27,7 +27,6 @@ namespace {
 qslot_t q_buf[MMFREE_TOKENS][MAX_BEATS];                   /* activations, one word per beat */
 vf x_buf[MAX_D], h_buf[MAX_D];                               /* residual stream, this layer's state */
 vf yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D]; /* token mixer */
-vf y_buf[MAX_D];                                             /* o and down products */
 vf gate_buf[MAX_I], up_buf[MAX_I], z_buf[MAX_I];             /* channel mixer */
 vf prm_buf[MAX_PRM / 4][4];                                  /* this blob's params, rows of 4 floats */
 vf out_buf[HEAD_ROWS];                                       /* one chunk of logits */
@@ -35,6 +34,7 @@ vf ext_buf[MMFREE_TOKENS > 1 ? MMFREE_TOKENS - 1 : 1][EXT_ROWS]; /* products for
 #ifndef __SYNTHESIS__
 int8_t q_trace[MAX_K];
 int32_t acc_trace[MAX_OUT];
+vf out_trace[MAX_OUT];
 vf f_trace[MAX_D];
 #endif
 
@@ -97,11 +97,11 @@ void write_vec(ioport_t dst, int off, const vf src[], int n) {
     }
 }
 
-/* golden.bitlinear for one token, its input side: absmax of v * gain (the params from row g4), int8 codes
- * into q_buf; returns absmax */
-vf bitlinear_in(const char *name, const vf v[], int g4, int k, int packing) {
+/* golden.bitlinear for one token, its input side: int8 codes of (v * gain) * (127 / m) into q_buf, m the
+ * absmax of v * gain (computed by the pass that produced or last read v) */
+void bitlinear_in(const char *name, const vf v[], int g4, vf m, int k, int packing) {
+#pragma HLS INLINE off
     MMFREE_FUNC("bitlinear_in");
-    const vf m = absmax_mul<FLOAT_LANES>(v, prm_buf, g4, k);
     const int lanes = lanes_per_beat(packing);
 #ifndef __SYNTHESIS__
     quantize_mul<FLOAT_LANES>(v, prm_buf, g4, k, quant_scale(m), lanes, beats_per_row(k, packing), q_buf[0], q_trace);
@@ -111,43 +111,37 @@ vf bitlinear_in(const char *name, const vf v[], int g4, int k, int packing) {
     (void)name;
     quantize_mul<FLOAT_LANES>(v, prm_buf, g4, k, quant_scale(m), lanes, beats_per_row(k, packing), q_buf[0], 0);
 #endif
-    return m;
 }
 
-/* its product side: rows [row0, row0 + rows) of a matrix at byte offset `off` (k columns), scaled at
- * the row end into out (pairs: the gate_up product, gate rows into out, up rows into out_hi) */
+/* its product side: rows [row0, row0 + rows) of a matrix at byte offset `off` (k columns), scaled at the
+ * row end into out / out_hi as `mode` says (MvMode) */
 void bitlinear_rows(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int row0, int rows, int k, int packing,
-                    vf scale, vf out[], vf out_hi[], bool pairs) {
+                    vf scale, vf out[], vf out_hi[], int mode) {
+#pragma HLS INLINE off
     MMFREE_FUNC("bitlinear_rows");
     const uint64_t base = off / PORT_BYTES + (uint64_t)row0 * (uint64_t)beats_per_row(k, packing);
     vf sc[MMFREE_TOKENS];
     for (int t = 0; t < MMFREE_TOKENS; t++) sc[t] = scale;
-    MvOut mo = {out, out_hi, pairs};
+    MvOut mo = {out, out_hi, mode};
 #ifndef __SYNTHESIS__
-    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, acc_trace);
-    if (MMFREE_TRACE_ON()) {
-        MMFREE_TRACE(name, "acc", MMFREE_T_I32, acc_trace, (uint64_t)row0, (uint64_t)rows);
-        if (!pairs) {
-            MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)rows);
-        } else {
-            MMFREE_TRACE(name, "out", MMFREE_T_F32, out, (uint64_t)row0, (uint64_t)(rows / 2));
-            MMFREE_TRACE(name, "out", MMFREE_T_F32, out_hi, (uint64_t)(row0 + rows / 2), (uint64_t)(rows / 2));
-        }
-    }
+    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, acc_trace, out_trace);
+    MMFREE_TRACE(name, "acc", MMFREE_T_I32, acc_trace, (uint64_t)row0, (uint64_t)rows);
+    MMFREE_TRACE(name, "out", MMFREE_T_F32, out_trace, (uint64_t)row0, (uint64_t)rows);
 #else
     (void)name;
-    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, 0);
+    ternary_matvec<MMFREE_TOKENS>(MMFREE_WPORT_ARGS, base, rows, k, packing, q_buf, sc, mo, ext_buf, 0, 0);
 #endif
 }
 
-/* one projection: bitlinear_in, the output scale, the product */
+/* one projection: codes of v * gain, the output scale, the product */
 void bitlinear(const char *name, MMFREE_WPORT_PARAMS, uint64_t off, int rows, int k, int packing, const vf v[],
-               int g4, vf alpha, vf rscale, vf out[], vf out_hi[], bool pairs) {
+               int g4, vf m, vf alpha, vf rscale, vf out[], vf out_hi[], int mode) {
+#pragma HLS INLINE off
     MMFREE_FUNC("bitlinear");
-    const vf m = bitlinear_in(name, v, g4, k, packing);
+    bitlinear_in(name, v, g4, m, k, packing);
     const vf scale = out_scale(alpha, m, rscale);
     MMFREE_TRACE(name, "scale", MMFREE_T_F32, &scale, 0, 1);
-    bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out, out_hi, pairs);
+    bitlinear_rows(name, MMFREE_WPORT_ARGS, off, 0, rows, k, packing, scale, out, out_hi, mode);
 }
 
 void op_embed(int d, int token, embport_t emb, ioport_t x) {
@@ -164,9 +158,11 @@ void op_embed(int d, int token, embport_t emb, ioport_t x) {
     write_vec(x, 0, x_buf, d);
 }
 
-/* One layer. wb: byte offset of its blob on the weight ports (0 for OP_LAYER, l * layer_stride in the
- * arena); hoff: float offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN). */
-void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h, int hoff, MMFREE_WPORT_PARAMS) {
+/* One layer on x_buf. wb: byte offset of its blob on the weight ports (0 for OP_LAYER, l * layer_stride in
+ * the arena); hoff: float offset of its state row in h (0 for OP_LAYER, l * pad4(d) for BODY/TOKEN).
+ * x stays on chip from layer to layer: read from DDR only by OP_LAYER (x_in), written after the last. */
+void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h, int hoff, bool x_in, bool x_out,
+              MMFREE_WPORT_PARAMS) {
 #pragma HLS INLINE
     MMFREE_FUNC("op_layer");
     load_params(w0, wb + layer_params_offset(d, inter, packing), layer_params_floats(d, inter));
@@ -180,62 +176,66 @@ void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h
     const int gain_o = layer_vec_index(V_GAIN_O, d, inter) / 4;
     const int gain_gu = layer_vec_index(V_GAIN_GATE_UP, d, inter) / 4;
     const int gain_down = layer_vec_index(V_GAIN_DOWN, d, inter) / 4;
-    read_vec(x, 0, d, x_buf);
+    if (x_in) read_vec(x, 0, d, x_buf);
     read_vec(h, hoff, d, h_buf);
+    vf m[3];
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
-    const vf rs = block_rscale<FLOAT_LANES>(x_buf, prm_buf, attn_norm, d);
+    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, attn_norm, gain_i, gain_f, gain_g, d, m);
     bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i,
-              prm_buf[P_I >> 2][P_I & 3], rs, yi_buf, yi_buf, false);
+              m[0], prm_buf[P_I >> 2][P_I & 3], rs, yi_buf, yi_buf, MV_STORE);
     bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f,
-              prm_buf[P_F >> 2][P_F & 3], rs, yf_buf, yf_buf, false);
+              m[1], prm_buf[P_F >> 2][P_F & 3], rs, yf_buf, yf_buf, MV_STORE);
     bitlinear("g", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_G, d, inter, packing), d, d, packing, x_buf, gain_g,
-              prm_buf[P_G >> 2][P_G & 3], rs, yg_buf, yg_buf, false);
+              m[2], prm_buf[P_G >> 2][P_G & 3], rs, yg_buf, yg_buf, MV_STORE);
+    vf m_o;
 #ifndef __SYNTHESIS__
-    mlgru<SIGMOID_LANES>(yi_buf, yf_buf, prm_buf, lb, h_buf, f_trace, d);
+    gate_pass<SIGMOID_LANES>(G_MLGRU, yf_buf, yi_buf, prm_buf, lb, lb, 0.0f, h_buf, o_buf, f_trace, d, m_o);
     MMFREE_TRACE("", "forget", MMFREE_T_F32, f_trace, 0, (uint64_t)d);
 #else
-    mlgru<SIGMOID_LANES>(yi_buf, yf_buf, prm_buf, lb, h_buf, 0, d);
+    gate_pass<SIGMOID_LANES>(G_MLGRU, yf_buf, yi_buf, prm_buf, lb, lb, 0.0f, h_buf, o_buf, 0, d, m_o);
 #endif
     MMFREE_TRACE("", "state", MMFREE_T_F32, h_buf, 0, (uint64_t)d);
     const vf r_g = rms_factor<FLOAT_LANES>(yg_buf, d);
-    const vf r_o = gate_out<SIGMOID_LANES>(yg_buf, r_g, prm_buf, g_norm, h_buf, o_buf, d);
+    const vf r_o = gate_pass<SIGMOID_LANES>(G_OUT, yg_buf, yg_buf, prm_buf, g_norm, gain_o, r_g, h_buf, o_buf, 0, d, m_o);
     MMFREE_TRACE("", "o_in", MMFREE_T_F32, o_buf, 0, (uint64_t)d);
     bitlinear("o", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_O, d, inter, packing), d, d, packing, o_buf, gain_o,
-              prm_buf[P_O >> 2][P_O & 3], r_o, y_buf, y_buf, false);
-    residual<FLOAT_LANES>(x_buf, y_buf, d);
+              m_o, prm_buf[P_O >> 2][P_O & 3], r_o, x_buf, x_buf, MV_ADD);   /* x += o(...) at the row end */
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
-    const vf rs2 = block_rscale<FLOAT_LANES>(x_buf, prm_buf, mlp_norm, d);
+    const vf rs2 = norm_scan<FLOAT_LANES>(x_buf, prm_buf, mlp_norm, gain_gu, gain_gu, gain_gu, d, m);
     bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d,
-              packing, x_buf, gain_gu, prm_buf[P_GATE_UP >> 2][P_GATE_UP & 3], rs2, gate_buf, up_buf, true);
-    const vf r_z = swiglu<SIGMOID_LANES>(gate_buf, up_buf, z_buf, inter);
+              packing, x_buf, gain_gu, m[0], prm_buf[P_GATE_UP >> 2][P_GATE_UP & 3], rs2, gate_buf, up_buf, MV_PAIRS);
+    vf m_d;
+    const vf r_z = gate_pass<SIGMOID_LANES>(G_SWIGLU, gate_buf, up_buf, prm_buf, 0, gain_down, 0.0f, h_buf, z_buf, 0,
+                                            inter, m_d);
     MMFREE_TRACE("", "z", MMFREE_T_F32, z_buf, 0, (uint64_t)inter);
     bitlinear("down", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_DOWN, d, inter, packing), d, inter, packing, z_buf,
-              gain_down, prm_buf[P_DOWN >> 2][P_DOWN & 3], r_z, y_buf, y_buf, false);
-    residual<FLOAT_LANES>(x_buf, y_buf, d);
+              gain_down, m_d, prm_buf[P_DOWN >> 2][P_DOWN & 3], r_z, x_buf, x_buf, MV_ADD);  /* x += down(...) */
     MMFREE_TRACE("", "x", MMFREE_T_F32, x_buf, 0, (uint64_t)d);
 
-    write_vec(x, 0, x_buf, d);
+    if (x_out) write_vec(x, 0, x_buf, d);
     write_vec(h, hoff, h_buf, d);
 }
 
-/* wb: byte offset of the head blob on the weight ports (0 for OP_HEAD, LAYERS * layer_stride in the arena) */
-void op_head(int d, int vocab, int packing, uint64_t wb, ioport_t x, ioport_t out, MMFREE_WPORT_PARAMS) {
+/* wb: byte offset of the head blob on the weight ports (0 for OP_HEAD, LAYERS * layer_stride in the arena);
+ * x_in: read x from DDR (OP_HEAD), else x_buf holds it (OP_TOKEN) */
+void op_head(int d, int vocab, int packing, uint64_t wb, bool x_in, ioport_t x, ioport_t out, MMFREE_WPORT_PARAMS) {
 #pragma HLS INLINE
     MMFREE_FUNC("op_head");
     load_params(w0, wb + head_params_offset(d, vocab, packing), head_params_floats(d));
     const int final_norm = head_vec_index(V_FINAL_NORM, d) / 4;
     const int gain = head_vec_index(V_GAIN_HEAD, d) / 4;
-    read_vec(x, 0, d, x_buf);
-    const vf rs = block_rscale<FLOAT_LANES>(x_buf, prm_buf, final_norm, d);
-    const vf m = bitlinear_in("lm_head", x_buf, gain, d, packing);
-    const vf scale = out_scale(prm_buf[0][0], m, rs);
+    if (x_in) read_vec(x, 0, d, x_buf);
+    vf m[3];
+    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, final_norm, gain, gain, gain, d, m);
+    bitlinear_in("lm_head", x_buf, gain, m[0], d, packing);
+    const vf scale = out_scale(prm_buf[0][0], m[0], rs);
     MMFREE_TRACE("lm_head", "scale", MMFREE_T_F32, &scale, 0, 1);
     for (int row0 = 0; row0 < vocab; row0 += HEAD_ROWS) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=(MAX_V+HEAD_ROWS-1)/HEAD_ROWS
         const int rows = vocab - row0 < HEAD_ROWS ? vocab - row0 : HEAD_ROWS;
-        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, wb, row0, rows, d, packing, scale, out_buf, out_buf, false);
+        bitlinear_rows("lm_head", MMFREE_WPORT_ARGS, wb, row0, rows, d, packing, scale, out_buf, out_buf, MV_STORE);
         write_vec(out, row0, out_buf, rows);
     }
 }
@@ -296,7 +296,6 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS ARRAY_PARTITION variable=yf_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=yg_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=o_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
-#pragma HLS ARRAY_PARTITION variable=y_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=gate_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=up_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=z_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
@@ -315,8 +314,7 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS ALLOCATION function instances=load_params limit=1
 #pragma HLS ALLOCATION function instances=read_vec limit=1
 #pragma HLS ALLOCATION function instances=write_vec limit=1
-#pragma HLS ALLOCATION function instances=block_rscale limit=1
-#pragma HLS ALLOCATION function instances=residual limit=1
+#pragma HLS ALLOCATION function instances=norm_scan limit=1
     MMFREE_FUNC("mmfree_kernel");
     MMFREE_ONCHIP(q_buf);
     MMFREE_ONCHIP(BASE3_LUT);
@@ -326,7 +324,6 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     MMFREE_ONCHIP(yf_buf);
     MMFREE_ONCHIP(yg_buf);
     MMFREE_ONCHIP(o_buf);
-    MMFREE_ONCHIP(y_buf);
     MMFREE_ONCHIP(gate_buf);
     MMFREE_ONCHIP(up_buf);
     MMFREE_ONCHIP(z_buf);
@@ -348,10 +345,12 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     int hoff = 0;
     for (int l = 0; l < nl; l++) {
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_LAYERS
-        op_layer((int)d, (int)inter, (int)packing, wb, x, h, hoff, MMFREE_WPORT_ARGS);
+        op_layer((int)d, (int)inter, (int)packing, wb, x, h, hoff, op == MMFREE_OP_LAYER, l == nl - 1,
+                 MMFREE_WPORT_ARGS);
         wb += stride;
         hoff += pad4((int)d);
     }
     if (op == MMFREE_OP_HEAD || op == MMFREE_OP_TOKEN)
-        op_head((int)d, (int)vocab, (int)packing, op == MMFREE_OP_TOKEN ? wb : 0, x, out, MMFREE_WPORT_ARGS);
+        op_head((int)d, (int)vocab, (int)packing, op == MMFREE_OP_TOKEN ? wb : 0, op == MMFREE_OP_HEAD, x, out,
+                MMFREE_WPORT_ARGS);
 }

@@ -68,6 +68,9 @@ OP_COSTS = {
 OP_FAMILY_ALIASES = {"zynq_ultrascale_plus": "zynq_ultrascale_plus", "zynq": "zynq7000", "zynq7000": "zynq7000",
                      "zynq-7000": "zynq7000"}
 LOOP_MODULE = (150, 200)  # LUT, FF of one pipelined-loop module's control (FSM, counters, enables): estimate
+# m_axi adapter per bundle (read-only, read-write): LUT, FF, typical of Vitis HLS reports (estimate; its FIFOs
+# are priced from the pragmas' outstanding x burst x width)
+MAXI_ADAPTER = {"ro": (1300, 2000), "rw": (2200, 3400)}
 LUTRAM_MAX_BITS = 1024    # "auto" storage: banks this small go to LUTRAM (RAM64X1D: 2 LUT per 64 x 1)
 FLOAT_OPS = ("fadd", "fsub", "fmul", "fdiv", "fsqrt", "fcmp", "sitofp", "fptosi")
 HLS_DEFAULT_BURST, HLS_DEFAULT_OUTSTANDING = 16, 16  # Vitis HLS m_axi defaults (UG1399 INTERFACE m_axi)
@@ -87,9 +90,10 @@ def source_files(hls_dir: str = HLS) -> List[str]:
     return files
 
 
-def defines(paths: List[str]) -> Dict[str, int]:
-    """Integer #defines of the given headers (board header, config), so that pragmas may name them."""
-    out = {}
+def defines(paths: List[str]) -> Dict[str, object]:
+    """#defines of the given headers (board header, config) whose value is a number or a bare word, so that
+    pragmas may name them (factor=MMFREE_X_BANKS, impl=MMFREE_BIG_RAM)."""
+    out: Dict[str, object] = {}
     for p in paths:
         if not os.path.exists(p):
             continue
@@ -97,14 +101,24 @@ def defines(paths: List[str]) -> Dict[str, int]:
             m = re.match(r"\s*#define\s+(\w+)\s+\(?\s*(-?\d+)[uUlL]*\s*\)?\s*(/\*.*)?$", line)
             if m:
                 out[m.group(1)] = int(m.group(2))
+                continue
+            m = re.match(r"\s*#define\s+(\w+)\s+([A-Za-z_]\w*)\s*(/\*.*)?$", line)
+            if m:
+                out[m.group(1)] = m.group(2)
     return out
 
 
-def _value(tok: str, defs: Dict[str, int]) -> int:
+def _word(tok: str, defs) -> str:
+    """A pragma option that is a word: itself, or the word a #define names."""
+    v = defs.get(tok, tok)
+    return str(v).lower()
+
+
+def _value(tok: str, defs) -> int:
     tok = tok.strip()
     if re.fullmatch(r"-?\d+", tok):
         return int(tok)
-    if tok in defs:
+    if isinstance(defs.get(tok), int):
         return defs[tok]
     raise CensusError(f"pragma value {tok!r} is neither a number nor a #define the census knows")
 
@@ -138,8 +152,8 @@ def parse_pragmas(paths: List[str], defs: Dict[str, int]) -> dict:
                     arrays[var] = {"type": typ, "factor": fac, "dim": dim, "reshape": kind == "ARRAY_RESHAPE",
                                    "where": f"{base}:{i + 1}"}
                 elif kind == "BIND_STORAGE":
-                    storage[o.get("variable")] = {"type": o.get("type", "ram_2p").lower(),
-                                                  "impl": o.get("impl", "auto").lower(), "where": f"{base}:{i + 1}"}
+                    storage[o.get("variable")] = {"type": _word(o.get("type", "ram_2p"), defs),
+                                                  "impl": _word(o.get("impl", "auto"), defs), "where": f"{base}:{i + 1}"}
                 elif kind == "ALLOCATION":
                     limit = _value(o.get("limit", "1"), defs)
                     if "function" in o:
@@ -479,10 +493,15 @@ def analyse(raw: dict, pragmas: dict, board: dict, board_name: str) -> dict:
             mem["bram36"] += row["bram36"]
         arr_rows.append(row)
 
-    # m_axi adapters and their FIFOs
+    # m_axi adapters and their FIFOs: the bundles this build has (the ones its run accessed; a port's
+    # pragma under `#if MMFREE_WEIGHT_PORTS > P` is not in a build with fewer ports)
+    used_bundles = {m["bundle"] for m in maxi}
     fifo = {"bram36": 0}
+    adapters = {"lut": 0, "ff": 0}
     bundles = {}
     for port, i in pragmas["interfaces"].items():
+        if i["bundle"] not in used_bundles:
+            continue
         b = bundles.setdefault(i["bundle"], {"ports": [], "read_burst": 0, "read_outstanding": 0, "write_burst": 0,
                                              "write_outstanding": 0})
         b["ports"].append(port)
@@ -496,16 +515,20 @@ def analyse(raw: dict, pragmas: dict, board: dict, board_name: str) -> dict:
         b["read_fifo_bram36"] = _bram36_for(b["read_outstanding"] * b["read_burst"], width)
         b["write_fifo_bram36"] = _bram36_for(b["write_outstanding"] * b["write_burst"], width) if name in written else 0
         fifo["bram36"] += b["read_fifo_bram36"] + b["write_fifo_bram36"]
+        lut, ff = MAXI_ADAPTER["rw" if name in written else "ro"]
+        b["lut"], b["ff"] = lut, ff
+        adapters["lut"] += lut
+        adapters["ff"] += ff
 
     return {"family": fam, "loops": loops, "funcs": funcs, "maxi": maxi, "arrays": arr_rows, "bundles": bundles,
-            "ops_total": ops_total, "logic": total, "memory": mem, "fifo": fifo}
+            "ops_total": ops_total, "logic": total, "memory": mem, "fifo": fifo, "adapters": adapters}
 
 
 def resources(result: dict, board: dict, block_design: Dict[str, int]) -> dict:
     """{lut, ff, dsp, bram36, uram: {used, available, percent}} of kernel + block design."""
     used = {
-        "lut": result["logic"]["lut"] + result["memory"]["lut"] + block_design["lut"],
-        "ff": result["logic"]["ff"] + result["memory"]["ff"] + block_design["ff"],
+        "lut": result["logic"]["lut"] + result["memory"]["lut"] + result["adapters"]["lut"] + block_design["lut"],
+        "ff": result["logic"]["ff"] + result["memory"]["ff"] + result["adapters"]["ff"] + block_design["ff"],
         "dsp": result["logic"]["dsp"],
         "bram36": result["memory"]["bram36"] + result["fifo"]["bram36"],
         "uram": result["memory"]["uram"],
