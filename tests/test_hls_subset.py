@@ -1,9 +1,13 @@
 """The synthesizable HLS sources stay inside what Vitis HLS synthesizes.
 
 Checked over hls/include/*.h and hls/mmfree_kernel/*.{h,cpp} with C-simulation-only regions
-(#ifndef __SYNTHESIS__ ... #else/#endif) removed: no dynamic allocation, recursion, STL
-containers, unbounded loops or libm calls; every top-level argument of mmfree_kernel has an
-INTERFACE pragma; every pipelined loop with a run-time bound has a LOOP_TRIPCOUNT.
+(#ifndef __SYNTHESIS__ / #if !defined(__SYNTHESIS__) ... #else/#endif) removed: no dynamic allocation,
+recursion (direct, or through templates), STL containers, variable-length arrays, unbounded loops or
+libm calls; only known pragma names and options (a misspelled pragma is an error, not a silent no-op);
+no m_axi access under an `if` or `?:` (UG1399's burst precondition); every top-level argument of
+mmfree_kernel has an INTERFACE pragma; every pipelined loop with a run-time bound has a LOOP_TRIPCOUNT.
+What these patterns cannot judge (bank ports, reachable II, burst eligibility at run time, operator
+counts) is the census's job: tests/test_census.py.
 """
 
 import glob
@@ -36,7 +40,7 @@ def synthesis_view(text):
     for line in strip_comments(text).split("\n"):
         s = line.strip()
         keep = all(k for _, k in stack)
-        if re.match(r"#\s*ifndef\s+__SYNTHESIS__", s):
+        if re.match(r"#\s*ifndef\s+__SYNTHESIS__", s) or re.match(r"#\s*if\s+!\s*defined\s*\(?\s*__SYNTHESIS__", s):
             stack.append(("syn", False))
             continue
         if re.match(r"#\s*ifdef\s+__SYNTHESIS__", s):
@@ -74,9 +78,93 @@ def functions(text):
     return out
 
 
+# Vitis HLS pragmas and their options (UG1399, "HLS Pragmas"); anything else is a typo that g++ and
+# -Wno-unknown-pragmas would let through silently
+PRAGMAS = {
+    "PIPELINE": {"ii", "off", "rewind", "style", "enable_flush"},
+    "UNROLL": {"factor", "off", "skip_exit_check"},
+    "INLINE": {"off", "recursive"},
+    "ARRAY_PARTITION": {"variable", "type", "factor", "dim", "cyclic", "block", "complete", "off"},
+    "ARRAY_RESHAPE": {"variable", "type", "factor", "dim", "cyclic", "block", "complete", "object", "off"},
+    "BIND_STORAGE": {"variable", "type", "impl", "latency"},
+    "BIND_OP": {"variable", "op", "impl", "latency"},
+    "ALLOCATION": {"instances", "limit", "operation", "function"},
+    "DEPENDENCE": {"variable", "type", "direction", "distance", "dependent", "class", "inter", "intra", "raw",
+                   "war", "waw", "true", "false", "array", "pointer"},
+    "LOOP_TRIPCOUNT": {"min", "max", "avg"},
+    "INTERFACE": {"port", "bundle", "offset", "depth", "max_read_burst_length", "max_write_burst_length",
+                  "num_read_outstanding", "num_write_outstanding", "latency", "max_widen_bitwidth", "register",
+                  "storage_impl", "name", "m_axi", "s_axilite", "ap_none", "ap_ctrl_hs", "ap_ctrl_none",
+                  "ap_ctrl_chain", "axis", "ap_memory", "bram", "slave", "direct", "off", "clock", "mode"},
+    "DATAFLOW": {"disable_start_propagation"},
+    "STREAM": {"variable", "depth", "type", "off"},
+    "LOOP_FLATTEN": {"off"},
+    "LOOP_MERGE": {"force"},
+    "EXPRESSION_BALANCE": {"off"},
+    "LATENCY": {"min", "max"},
+    "TOP": {"name"},
+}
+M_AXI_TYPES = r"(?:wport_t|ioport_t|embport_t)"
+
+
+def pragma_violations(syn):
+    v = []
+    for m in re.finditer(r"#\s*pragma\s+HLS\s+(\w+)([^\n]*)", syn, flags=re.I):
+        name = m.group(1).upper()
+        if name not in PRAGMAS:
+            v.append(f"unknown pragma HLS {m.group(1)}")
+            continue
+        for opt in m.group(2).split():
+            key = opt.split("=", 1)[0].lower()
+            if key and key not in PRAGMAS[name]:
+                v.append(f"pragma HLS {name}: unknown option {key!r}")
+    return v
+
+
+def vla_violations(syn):
+    """Arrays declared with a run-time size (a lower-case name: a variable, not a constant or template
+    argument, which this code base writes in capitals)."""
+    v = []
+    for m in re.finditer(r"^\s*(?:static\s+)?(?:const\s+)?[\w:<>]+\s+\w+\s*((?:\[[^\]]+\])+)\s*[;=]", syn, flags=re.M):
+        for size in re.findall(r"\[([^\]]+)\]", m.group(1)):
+            if re.search(r"\b[a-z_][a-z0-9_]*\b", size):
+                v.append(f"variable-length array: {m.group(0).strip()!r}")
+    return v
+
+
+def maxi_conditional_violations(syn):
+    """An m_axi argument indexed under an `if`/`else` or in a `?:` inside a function: the access is
+    conditional, which loses burst inference (UG1448, burst failure 10)."""
+    v = []
+    for name, body in functions(syn).items():
+        header = re.search(rf"\b{name}\s*\(([^{{]*)\)\s*(?:const\s*)?\{{", syn)
+        params = header.group(1) if header else ""
+        ports = set(re.findall(rf"{M_AXI_TYPES}\s+(\w+)", params))
+        if "MMFREE_WPORT_PARAMS" in params:
+            ports |= {f"w{p}" for p in range(MAX_WEIGHT_PORTS)}
+        if not ports:
+            continue
+        stack = []
+        for line in body.split("\n"):
+            s = line.strip()
+            conditional = bool(re.match(r"(\}\s*)?(else\b|if\s*\()", s)) or any(k == "if" for k in stack)
+            for p in ports:
+                for m in re.finditer(rf"\b{p}\s*\[", s):
+                    before = s[:m.start()]
+                    if conditional or "?" in before or re.search(r"\bif\s*\(", before):
+                        v.append(f"m_axi argument {p} accessed under a condition: {s!r}")
+            for _ in range(s.count("}")):
+                if stack:
+                    stack.pop()
+            for _ in range(s.count("{")):
+                stack.append("if" if re.match(r"(\}\s*)?(else\b|if\s*\()", s) else "block")
+    return v
+
+
 def violations(text, top=False):
     v = []
     syn = synthesis_view(text)
+    v += pragma_violations(syn) + vla_violations(syn) + maxi_conditional_violations(syn)
     for pat, what in ((ALLOC, "dynamic allocation"), (STL, "STL container"), (LIBM, "libm call")):
         for m in re.finditer(pat, syn):
             v.append(f"{what}: {m.group(0)!r}")
@@ -90,7 +178,8 @@ def violations(text, top=False):
             v.append(f"for loop without a bound: {m.group(0)!r}")
     # recursion: any cycle in the call graph of functions defined here
     fns = functions(syn)
-    calls = {f: {c for c in re.findall(r"\b(\w+)\s*\(", body) if c in fns} for f, body in fns.items()}
+    calls = {f: {c for c in re.findall(r"\b(\w+)\s*(?:<[^;{}()]*>)?\s*\(", body) if c in fns}
+             for f, body in fns.items()}  # f<N - 1>(...) is a call of f: recursion through templates
 
     def reach(f, seen):
         for c in calls[f]:
@@ -189,7 +278,28 @@ def test_checker_catches_violations():
     for what in ("dynamic allocation", "STL container", "libm call", "libm header", "while loop", "recursion",
                  "LOOP_TRIPCOUNT"):
         assert what in v, what
+    hls_bad = """
+    template <int N> int sum(int a) { return N == 0 ? a : sum<N - 1>(a) + 1; }
+    void h(wport_t w, int n, float *o) {
+        float buf[n];
+    #pragma HLS PIPLINE II=1
+    #pragma HLS ARRAY_PARTITION variable=buf cyclick factor=2
+        for (int i = 0; i < 8; i++) {
+    #pragma HLS PIPELINE II=1
+            if (i < n) o[i] = w[i];
+            o[i] += i > 2 ? w[i + 1] : 0;
+        }
+    }
+    """
+    v = " | ".join(violations(hls_bad))
+    for what in ("recursion through sum", "variable-length array", "unknown pragma HLS PIPLINE",
+                 "unknown option 'cyclick'", "m_axi argument w accessed under a condition: 'if (i < n)",
+                 "m_axi argument w accessed under a condition: 'o[i] +="):
+        assert what in v, what
     ok = """
+    #if !defined(__SYNTHESIS__)
+    static int trace_only[4];
+    #endif
     #ifndef __SYNTHESIS__
     #include <vector>
     static std::vector<int> trace_only;

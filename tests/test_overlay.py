@@ -480,28 +480,25 @@ def test_make_overlay_fails_fast_without_vivado(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # resources
 
-def test_resource_model_constants_match_the_kernel_pragmas():
-    src = read(KERNEL_CPP)
-    c = B.COST_MODEL
-    w = re.search(r"m_axi port=w0 .*", src).group(0)
-    assert "max_read_burst_length=%d" % c["w_burst"] in w
-    assert "num_read_outstanding=%d" % c["w_outstanding"] in w
-    io = re.search(r"m_axi port=x .*", src).group(0)
-    assert "max_read_burst_length=%d" % c["io_burst"] in io
-    assert "num_read_outstanding" not in io or "num_read_outstanding=%d" % c["io_outstanding"] in io
-    assert "VEC_LANES   16" in read(os.path.join(ROOT, "hls", "include", "mmfree_config.h"))
+def test_weight_ports_within_the_register_map():
     regs = read(REGS_H)
     max_regs = int(re.search(r"#define MMFREE_MAX_WEIGHT_PORT_REGS\s+(\d+)", regs).group(1))
     for b in BOARDS:
         assert B.get(b)["weight_ports"] <= min(max_regs, B._MAX_WEIGHT_PORTS), b
+        assert 12 % B.get(b)["weight_ports"] == 0, b   # the layout pads rows to a multiple of 12
 
 
 @pytest.mark.parametrize("board", BOARDS)
 def test_resource_estimate_fits_with_margin(board):
+    """The census of the kernel, priced, fits every board with 20 % to spare (issue targets: KV260 LUT <= 70 %,
+    DSP <= 60 %, BRAM36 and URAM <= 80 %)."""
     ok, frac = B.estimate_fits(board, margin=0.8)
     assert ok, "%s: %s" % (board, {k: round(v, 2) for k, v in frac.items()})
     est = B.resource_estimate(board)
     assert est["lut"] > 10000 and est["bram36"] > 0   # a model of a real design, not zeros
+    assert est["census"].endswith("%s.json" % board)
+    if board in ("kv260", "zcu104"):
+        assert frac["lut"] <= 0.70 and frac["dsp"] <= 0.60
     if B.get(board)["resources"]["uram"] == 0:
         assert est["uram"] == 0
 

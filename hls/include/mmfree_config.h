@@ -41,10 +41,12 @@
 
 /* cycle-model constants (model, not vendor-tool numbers; see docs/hardware.md) */
 #define MMFREE_VEC_LANES   16  /* partial sums of a reduction = numerics.VEC_LANES (not hardware lanes) */
-#define MMFREE_MV_DEPTH    12  /* matvec pipeline: burst start, decode, 64/80-lane adder tree, accumulate */
-#define MMFREE_VEC_DEPTH   24  /* elementwise pass: fmul, fdiv (sigmoid), exp2 polynomial, quantize */
-#define MMFREE_RED_DEPTH   20  /* reduction fill + 4-level lane tree + rsqrt */
-#define MMFREE_MEM_DEPTH   40  /* DDR read latency before the first beat of a burst */
+#define MMFREE_MV_DEPTH    20  /* matvec pipeline: decode, 64/80-lane adder tree, accumulate, sitofp + fmul */
+#define MMFREE_VEC_DEPTH   40  /* quantize: fmul, fmul, round (compares, conversions), word assembly */
+#define MMFREE_RED_DEPTH  150  /* reductions and the sigmoid pass: 2 x exp2 polynomial + fdiv, then the lane
+                                  tree and rsqrt (fdiv, fsqrt, fdiv): the deepest pass (review of the v1 kernel:
+                                  110-190 cycles at 300 MHz) */
+#define MMFREE_MEM_DEPTH   80  /* DDR read latency before the first beat of a burst (~300 ns at 250-300 MHz) */
 #define MMFREE_CALL_CYCLES 8   /* per kernel call: ap_ctrl_hs start/done handshake, scalar register reads */
 
 namespace mmfree {

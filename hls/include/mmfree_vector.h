@@ -108,8 +108,8 @@ vf rms_factor(const vf v[], int n) {
     for (int c = 0; c < nc; c++) {
 #pragma HLS PIPELINE II=1
         MMFREE_ITER();
-#pragma HLS DEPENDENCE variable=a.l type=inter direction=RAW distance=MMFREE_RED_DISTANCE dependent=true
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_K/LANES
+#pragma HLS DEPENDENCE variable=a.l type=inter direction=RAW distance=MMFREE_RED_DISTANCE dependent=true
         for (int j = 0; j < LANES; j++) {
 #pragma HLS UNROLL
             const int k = c * LANES + j;
@@ -125,9 +125,10 @@ vf rms_factor(const vf v[], int n) {
 
 /* golden.block_rscale(x, w) = r_x * r_a (both sums in one pass) and, from the same reads of x, the absmax
  * of x * gain for the next products' gains (rows ga4, gb4, gc4 of the params; the same row twice when
- * fewer are needed): m[0..2]. */
+ * fewer are needed): m[0..2]. Four parameter reads per element: w and ga from p, gb and gc from p2 (a
+ * second copy of the params, so that no bank is read more than twice per cycle). */
 template <int LANES>
-vf norm_scan(const vf x[], const vf p[][4], int w4, int ga4, int gb4, int gc4, int d, vf m[3]) {
+vf norm_scan(const vf x[], const vf p[][4], const vf p2[][4], int w4, int ga4, int gb4, int gc4, int d, vf m[3]) {
 #pragma HLS INLINE off
     MMFREE_FUNC("norm_scan");
     LaneSum<LANES> ax, at;
@@ -145,9 +146,9 @@ vf norm_scan(const vf x[], const vf p[][4], int w4, int ga4, int gb4, int gc4, i
     for (int c = 0; c < nc; c++) {
 #pragma HLS PIPELINE II=1
         MMFREE_ITER();
+#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D/LANES
 #pragma HLS DEPENDENCE variable=ax.l type=inter direction=RAW distance=MMFREE_RED_DISTANCE dependent=true
 #pragma HLS DEPENDENCE variable=at.l type=inter direction=RAW distance=MMFREE_RED_DISTANCE dependent=true
-#pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_D/LANES
         for (int j = 0; j < LANES; j++) {
 #pragma HLS UNROLL
             const int k = c * LANES + j;
@@ -159,8 +160,8 @@ vf norm_scan(const vf x[], const vf p[][4], int w4, int ga4, int gb4, int gc4, i
                 ax.l[ax.slot + j] = ax.l[ax.slot + j] + sx;
                 at.l[at.slot + j] = at.l[at.slot + j] + st;
                 max_abs(la[j], xk * MMFREE_PRM(p, ga4, k));
-                max_abs(lb[j], xk * MMFREE_PRM(p, gb4, k));
-                max_abs(lc[j], xk * MMFREE_PRM(p, gc4, k));
+                max_abs(lb[j], xk * MMFREE_PRM(p2, gb4, k));
+                max_abs(lc[j], xk * MMFREE_PRM(p2, gc4, k));
             }
         }
         ax.next();
@@ -206,8 +207,8 @@ vf gate_pass(int mode, const vf in1[], const vf in2[], const vf p[][4], int pa4,
     for (int c = 0; c < nc; c++) {
 #pragma HLS PIPELINE II=1
         MMFREE_ITER();
-#pragma HLS DEPENDENCE variable=a.l type=inter direction=RAW distance=MMFREE_SIG_DISTANCE dependent=true
 #pragma HLS LOOP_TRIPCOUNT min=1 max=MAX_I/LANES
+#pragma HLS DEPENDENCE variable=a.l type=inter direction=RAW distance=MMFREE_SIG_DISTANCE dependent=true
         for (int j = 0; j < LANES; j++) {
 #pragma HLS UNROLL
             const int k = c * LANES + j;

@@ -29,6 +29,7 @@ vf x_buf[MAX_D], h_buf[MAX_D];                               /* residual stream,
 vf yi_buf[MAX_D], yf_buf[MAX_D], yg_buf[MAX_D], o_buf[MAX_D]; /* token mixer */
 vf gate_buf[MAX_I], up_buf[MAX_I], z_buf[MAX_I];             /* channel mixer */
 vf prm_buf[MAX_PRM / 4][4];                                  /* this blob's params, rows of 4 floats */
+vf prm_b[MAX_PRM / 4][4];                                    /* a second copy (norm_scan reads 4 vectors) */
 vf out_buf[HEAD_ROWS];                                       /* one chunk of logits */
 vf ext_buf[MMFREE_TOKENS > 1 ? MMFREE_TOKENS - 1 : 1][EXT_ROWS]; /* products for tokens 1..T-1 (census T > 1) */
 #ifndef __SYNTHESIS__
@@ -53,7 +54,9 @@ void load_params(wport_t w0, uint64_t byte_off, int nfloats) {
         for (int j = 0; j < FLOATS_PER_BEAT; j++) {
 #pragma HLS UNROLL
             const int e = i * FLOATS_PER_BEAT + j;
-            prm_buf[e >> 2][e & 3] = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
+            const vf f = bits_to_f32((uint32_t)v.range(32 * j + 31, 32 * j).to_uint());
+            prm_buf[e >> 2][e & 3] = f;
+            prm_b[e >> 2][e & 3] = f;
         }
     }
 }
@@ -181,7 +184,7 @@ void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h
     vf m[3];
 
     /* token mixer: i, f, g from a = RMSNorm(x) * attn_norm (gains folded; r_x * r_a scales) */
-    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, attn_norm, gain_i, gain_f, gain_g, d, m);
+    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, prm_b, attn_norm, gain_i, gain_f, gain_g, d, m);
     bitlinear("i", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_I, d, inter, packing), d, d, packing, x_buf, gain_i,
               m[0], prm_buf[P_I >> 2][P_I & 3], rs, yi_buf, yi_buf, MV_STORE);
     bitlinear("f", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_F, d, inter, packing), d, d, packing, x_buf, gain_f,
@@ -203,7 +206,7 @@ void op_layer(int d, int inter, int packing, uint64_t wb, ioport_t x, ioport_t h
               m_o, prm_buf[P_O >> 2][P_O & 3], r_o, x_buf, x_buf, MV_ADD);   /* x += o(...) at the row end */
 
     /* channel mixer: [gate | up] = BitLinear(RMSNorm(x) * mlp_norm); x += down(silu(gate) * up) */
-    const vf rs2 = norm_scan<FLOAT_LANES>(x_buf, prm_buf, mlp_norm, gain_gu, gain_gu, gain_gu, d, m);
+    const vf rs2 = norm_scan<FLOAT_LANES>(x_buf, prm_buf, prm_b, mlp_norm, gain_gu, gain_gu, gain_gu, d, m);
     bitlinear("gate_up", MMFREE_WPORT_ARGS, wb + layer_codes_offset(P_GATE_UP, d, inter, packing), 2 * inter, d,
               packing, x_buf, gain_gu, m[0], prm_buf[P_GATE_UP >> 2][P_GATE_UP & 3], rs2, gate_buf, up_buf, MV_PAIRS);
     vf m_d;
@@ -228,7 +231,7 @@ void op_head(int d, int vocab, int packing, uint64_t wb, bool x_in, ioport_t x, 
     const int gain = head_vec_index(V_GAIN_HEAD, d) / 4;
     if (x_in) read_vec(x, 0, d, x_buf);
     vf m[3];
-    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, final_norm, gain, gain, gain, d, m);
+    const vf rs = norm_scan<FLOAT_LANES>(x_buf, prm_buf, prm_b, final_norm, gain, gain, gain, d, m);
     bitlinear_in("lm_head", x_buf, gain, m[0], d, packing);
     const vf scale = out_scale(prm_buf[0][0], m[0], rs);
     MMFREE_TRACE("lm_head", "scale", MMFREE_T_F32, &scale, 0, 1);
@@ -300,10 +303,12 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS ARRAY_PARTITION variable=up_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=z_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=prm_buf type=complete dim=2
+#pragma HLS ARRAY_PARTITION variable=prm_b type=complete dim=2
 #pragma HLS ARRAY_PARTITION variable=out_buf type=cyclic factor=MMFREE_Y_BANKS dim=1
 #pragma HLS ARRAY_PARTITION variable=ext_buf type=complete dim=1
 #pragma HLS ARRAY_PARTITION variable=ext_buf type=cyclic factor=MMFREE_Y_BANKS dim=2
 #pragma HLS BIND_STORAGE variable=prm_buf type=ram_2p impl=MMFREE_BIG_RAM
+#pragma HLS BIND_STORAGE variable=prm_b type=ram_2p impl=MMFREE_BIG_RAM
 #pragma HLS BIND_STORAGE variable=gate_buf type=ram_2p impl=MMFREE_BIG_RAM
 #pragma HLS BIND_STORAGE variable=up_buf type=ram_2p impl=MMFREE_BIG_RAM
 #pragma HLS BIND_STORAGE variable=z_buf type=ram_2p impl=MMFREE_BIG_RAM
@@ -328,6 +333,7 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
     MMFREE_ONCHIP(up_buf);
     MMFREE_ONCHIP(z_buf);
     MMFREE_ONCHIP(prm_buf);
+    MMFREE_ONCHIP(prm_b);
     MMFREE_ONCHIP(out_buf);
 #if MMFREE_TOKENS > 1
     MMFREE_ONCHIP(ext_buf);

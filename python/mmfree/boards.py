@@ -306,124 +306,17 @@ def sha256_file(path, chunk=1 << 20):
 
 
 # ----------------------------------------------------------------------------------------------
-# resource model (model, not vendor-tool numbers; docs/boards.md states it and its sources)
+# resource model (model, not vendor-tool numbers): the kernel from the census of its code
+# (mmfree.census: operators, banks, FIFOs, priced per family), the block design around it from
+# the fixed figures below (the census cannot see it)
 
 COST_MODEL = {
-    # ternary lanes, per lane of one weight port (mux/negate of an int8 + its share of the adder tree)
-    "lane_lut": 22, "lane_ff": 20,
-    # base-3 byte decoder: 256 x 10-bit ROM in LUT6s (4 LUT6 per output bit)
-    "base3_rom_lut": 40,
-    # per weight port: accumulator, row/beat counters, packing mux
-    "port_lut": 400, "port_ff": 500,
-    # activation buffer q: one 8-bit bank per base-3 lane, <= 128 deep -> LUTRAM (2 x RAM64 per bit)
-    "qbank_lut": 16,
-    # vector unit, per float lane (16 lanes): 2 fmul (3 DSP, 80 LUT, 150 FF each), 1 fadd (2 DSP, 220 LUT,
-    # 350 FF), int->float (150 LUT), float->int rounding (200 LUT), compare/abs (70 LUT), muxes and
-    # pipeline registers (200 LUT, 400 FF)
-    "vec_lane_lut": 1000, "vec_lane_ff": 1550, "vec_lane_dsp": 8,
-    # shared: fdiv, fsqrt, exp2 polynomial, per-port accumulator scaling, 64-bit address generation,
-    # op FSM
-    "fixed_lut": 6000, "fixed_ff": 8000, "fixed_dsp": 16,
-    # Vitis HLS m_axi adapter, per bundle (read-only / read-write), LUT and FF
-    "maxi_ro_lut": 1300, "maxi_ro_ff": 2000, "maxi_rw_lut": 2200, "maxi_rw_ff": 3400,
-    # m_axi burst buffers: num_outstanding x max_burst_length x width bits (UG1399 m_axi),
-    # as in hls/mmfree_kernel/mmfree_kernel.cpp (tests/test_overlay.py checks the pragmas)
-    "w_outstanding": 8, "w_burst": 256, "io_outstanding": 16, "io_burst": 256, "emb_burst": 256,
-    "emb_bits": 16,
-    # block design: SmartConnect per port, s_axilite, AXI INTC, proc_sys_reset
+    # block design: SmartConnect per weight port + io/emb + control, s_axilite, AXI INTC, proc_sys_reset
+    # (typical Vivado utilization of these IPs at 128-bit data; estimate)
     "smartconnect_lut": 700, "smartconnect_ff": 1000, "axilite_lut": 300, "axilite_ff": 400,
     "intc_lut": 300, "intc_ff": 400, "reset_lut": 40, "reset_ff": 60,
-    # on-chip arrays >= this many bytes go to URAM on UltraScale+ (needs BIND_STORAGE impl=uram in the
-    # kernel; resource_estimate(board, uram_min_bytes=None) shows the all-BRAM case)
-    "uram_min_bytes": 8192,
 }
-_VEC_LANES = 16
-
-
-def _bram36_for(depth, width_bits):
-    """BRAM36 count of a depth x width memory (36Kb primitives: 512x72, 1Kx36, 2Kx18, 4Kx9, 8Kx4 ...)."""
-    best = None
-    for d, w in ((512, 72), (1024, 36), (2048, 18), (4096, 9), (8192, 4), (16384, 2), (32768, 1)):
-        n = -(-depth // d) * -(-width_bits // w)
-        best = n if best is None else min(best, n)
-    return best
-
-
-def _uram_for(depth, width_bits):
-    """URAM288 count (4K x 72)."""
-    return -(-depth // 4096) * -(-width_bits // 72)
-
-
-def onchip_arrays(board):
-    """The kernel's on-chip arrays as (name, depth, width_bits), from the board's compiled maxima
-    (hls/mmfree_kernel/mmfree_kernel.cpp and hls/include/mmfree_config.h)."""
-    b = get(board)
-    d, inter, ports = b["max_d"], b["max_inter"], b["weight_ports"]
-    port_bytes = b["port_bits"] // 8
-    max_rows = max(2 * inter, d)
-    rpp = -(-max_rows // ports)
-    max_prm = 8 + 9 * (-(-d // 4) * 4) + -(-inter // 4) * 4
-    head_chunk = (max_rows // 4) * 4
-    arrays = [("x_buf", d, 32), ("h_buf", d, 32), ("yi_buf", d, 32), ("yf_buf", d, 32), ("yg_buf", d, 32),
-              ("o_buf", d, 32), ("y_buf", d, 32), ("gu_buf", 2 * inter, 32), ("z_buf", inter, 32),
-              ("prm_buf", max_prm, 32), ("out_buf", head_chunk, 32)]
-    arrays += [("acc_buf[%d]" % p, rpp, 32) for p in range(ports)]
-    max_k = max(d, inter)
-    min_lanes = port_bytes * 4
-    max_beats = -(-max_k // min_lanes) + 16 // port_bytes
-    return arrays, ("q_buf", max_beats, port_bytes * 5)
-
-
-_DEFAULT = object()
-
-
-def resource_estimate(board, uram_min_bytes=_DEFAULT):
-    """Estimated LUT, FF, BRAM36, URAM, DSP of the whole overlay on a board (model; docs/boards.md).
-
-    uram_min_bytes: arrays at least this large go to URAM on boards that have URAM (default
-    COST_MODEL['uram_min_bytes']; None: everything in BRAM). Returns a dict with the five totals plus
-    'parts' (the same five numbers per component)."""
-    b, c = get(board), COST_MODEL
-    if uram_min_bytes is _DEFAULT:
-        uram_min_bytes = c["uram_min_bytes"]
-    ports, bits = b["weight_ports"], b["port_bits"]
-    port_bytes = bits // 8
-    lanes2, lanes3 = bits // 2, port_bytes * 5
-    use_uram = b["resources"]["uram"] > 0 and uram_min_bytes is not None
-    parts = {}
-
-    def add(name, lut=0, ff=0, bram=0, uram=0, dsp=0):
-        parts[name] = {"lut": int(lut), "ff": int(ff), "bram36": int(bram), "uram": int(uram), "dsp": int(dsp)}
-
-    lane_lut = ports * ((lanes2 + lanes3) * c["lane_lut"] + port_bytes * c["base3_rom_lut"] + c["port_lut"])
-    lane_ff = ports * ((lanes2 + lanes3) * c["lane_ff"] + c["port_ff"])
-    arrays, (_, qdepth, qbanks) = onchip_arrays(board)
-    add("ternary lanes (%d ports x %d+%d lanes)" % (ports, lanes2, lanes3), lane_lut + qbanks * c["qbank_lut"], lane_ff)
-    add("vector unit (%d float lanes + shared units)" % _VEC_LANES,
-        _VEC_LANES * c["vec_lane_lut"] + c["fixed_lut"], _VEC_LANES * c["vec_lane_ff"] + c["fixed_ff"],
-        dsp=_VEC_LANES * c["vec_lane_dsp"] + c["fixed_dsp"])
-    bram = uram = 0
-    for _, depth, width in arrays:
-        if use_uram and depth * width // 8 >= uram_min_bytes:
-            uram += _uram_for(depth, width)
-        else:
-            bram += _bram36_for(depth, width)
-    add("on-chip arrays (%s)" % ("URAM for >= %d KiB" % (uram_min_bytes // 1024) if use_uram else "BRAM"),
-        bram=bram, uram=uram)
-    w_buf = _bram36_for(c["w_outstanding"] * c["w_burst"], bits)
-    io_buf = 2 * _bram36_for(c["io_outstanding"] * c["io_burst"], bits)
-    emb_buf = _bram36_for(c["io_outstanding"] * c["emb_burst"], c["emb_bits"])
-    add("m_axi adapters (%d weight, io, emb)" % ports,
-        ports * c["maxi_ro_lut"] + c["maxi_rw_lut"] + c["maxi_ro_lut"],
-        ports * c["maxi_ro_ff"] + c["maxi_rw_ff"] + c["maxi_ro_ff"],
-        bram=ports * w_buf + io_buf + emb_buf)
-    n_sc = ports + 2  # one per weight port, io+emb, control
-    add("block design (%d SmartConnect, s_axilite, INTC, reset)" % n_sc,
-        n_sc * c["smartconnect_lut"] + c["axilite_lut"] + c["intc_lut"] + c["reset_lut"],
-        n_sc * c["smartconnect_ff"] + c["axilite_ff"] + c["intc_ff"] + c["reset_ff"])
-    total = {k: sum(p[k] for p in parts.values()) for k in ("lut", "ff", "bram36", "uram", "dsp")}
-    total["parts"] = parts
-    return total
+RESOURCES = ("lut", "ff", "bram36", "uram", "dsp")
 
 
 def block_design_estimate(board):
@@ -438,16 +331,27 @@ def block_design_estimate(board):
 def resource_budget(board):
     """The board's PL resources {lut, ff, bram36, uram, dsp} (device data sheet numbers)."""
     r = get(board)["resources"]
-    return {k: r[k] for k in ("lut", "ff", "bram36", "uram", "dsp")}
+    return {k: r[k] for k in RESOURCES}
 
 
-def estimate_fits(board, margin=0.8):
+def resource_estimate(board, census=None):
+    """Estimated LUT, FF, BRAM36, URAM, DSP of the whole overlay on a board (model): the census of the
+    kernel's code (mmfree.census, run or loaded from build/census/<board>.json) plus the block design.
+    Returns the five totals plus 'census' (the file it came from)."""
+    from . import census as _census
+    res = census if census is not None else _census.load_or_run(normalize(board))
+    out = {k: res["resources"][k]["used"] for k in RESOURCES}
+    out["census"] = res.get("path")
+    return out
+
+
+def estimate_fits(board, margin=0.8, census=None):
     """(ok, {resource: fraction used}) with every fraction <= margin for ok (resources the board has none of
     must be unused)."""
-    est, bud = resource_estimate(board), resource_budget(board)
+    est, bud = resource_estimate(board, census), resource_budget(board)
     frac = {}
     ok = True
-    for k in ("lut", "ff", "bram36", "uram", "dsp"):
+    for k in RESOURCES:
         if bud[k] == 0:
             frac[k] = 0.0 if est[k] == 0 else float("inf")
         else:
@@ -456,13 +360,13 @@ def estimate_fits(board, margin=0.8):
     return ok, frac
 
 
-def estimate_table(margin=0.8):
-    """Markdown table of the estimate for every board (docs/boards.md embeds this output)."""
+def estimate_table():
+    """Markdown table of the estimate for every board (docs embed this output)."""
     rows = ["| board | LUT | FF | BRAM36 | URAM | DSP |", "|---|---|---|---|---|---|"]
     for name in names():
         est, bud = resource_estimate(name), resource_budget(name)
         cells = []
-        for k in ("lut", "ff", "bram36", "uram", "dsp"):
+        for k in RESOURCES:
             pct = "" if bud[k] == 0 else " (%d%%)" % round(100.0 * est[k] / bud[k])
             cells.append("{:,} / {:,}{}".format(est[k], bud[k], pct))
         rows.append("| %s | %s |" % (name, " | ".join(cells)))
