@@ -666,3 +666,38 @@ def test_numerics_constants_equal_header():
     assert const("LOG2E") == nx.LOG2E
     for i, c in enumerate(nx.EXP2_POLY):
         assert const(f"EXP2_C{i}") == c
+
+
+def test_testbench_outputs_only_mode_for_cosim(packed_models, tmp_path):
+    """What co-simulation runs: the testbench built with MMFREE_COSIM (m_axi depths of the vectors' shape from
+    gen_vectors' mmfree_cosim.h, every buffer at least that deep) and --outputs-only (no C trace of the
+    kernel body exists in cosim): every s70 call passes on x_out, h_out and logits alone; a flipped logit
+    fails it."""
+    import subprocess as sp
+    ports = boards_get(BOARD)["weight_ports"]
+    files = [f for f, _ in vector_files(packed_models[("s70", "base3")], str(tmp_path / "v"), tokens=(3,), ports=ports)]
+    hdr = tmp_path / "mmfree_cosim.h"
+    r = sp.run([sys.executable, os.path.join(ROOT, "hls", "scripts", "gen_vectors.py"), str(tmp_path / "g"),
+                "--board", BOARD, "--depths", str(hdr)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    depths = dict(re.findall(r"#define (MMFREE_DEPTH_\w+) (\d+)", hdr.read_text()))
+    assert set(depths) == {"MMFREE_DEPTH_W", "MMFREE_DEPTH_X", "MMFREE_DEPTH_H", "MMFREE_DEPTH_OUT", "MMFREE_DEPTH_EMB"}
+    exe = str(tmp_path / "tb_cosim")
+    cmd = ["g++", "-std=c++14", "-O1", "-Wall", "-Wextra", "-Werror", "-Wno-unknown-pragmas", "-Wno-uninitialized",
+           "-Wno-maybe-uninitialized", "-ffp-contract=off", "-DMMFREE_COSIM", "-isystem",
+           os.path.join(ROOT, "build", "ap_types"), "-I", str(tmp_path), "-I", BUILD,
+           "-I", os.path.join(ROOT, "hls", "include"), "-I", os.path.join(ROOT, "hls", "mmfree_kernel"),
+           "-o", exe, KERNEL_CPP, os.path.join(ROOT, "hls", "tb", "tb_mmfree.cpp")]
+    r = sp.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = run_tb(["--outputs-only"] + files, tb=exe)
+    assert r.returncode == 0, r.stdout[-4000:]
+    assert f"{len(files)} passed, 0 failed" in r.stdout and "outputs only" in r.stdout
+    token = [f for f in files if "token" in os.path.basename(f)][0]
+    data = bytearray(open(token, "rb").read())
+    start, count = _entries(data)["expect/out"]
+    data[start] ^= 0x01  # one bit of the first expected logit
+    bad = tmp_path / "bad.mmv"
+    bad.write_bytes(bytes(data))
+    r = run_tb(["--outputs-only", str(bad)], tb=exe)
+    assert r.returncode == 1 and "out[0]" in r.stdout

@@ -35,6 +35,19 @@
 #if 16 % MMFREE_SIGMOID_LANES != 0 || MMFREE_SIGMOID_LANES > MMFREE_FLOAT_LANES
 #error "MMFREE_SIGMOID_LANES must divide 16 and be at most MMFREE_FLOAT_LANES"
 #endif
+/* m_axi depths: elements the C/RTL co-simulation wrapper moves per argument. Co-simulation defines
+ * MMFREE_COSIM and takes them from mmfree_cosim.h, written by hls/scripts/gen_vectors.py for the shape of
+ * its vectors (the testbench allocates at least as much); synthesis ignores them. */
+#ifdef MMFREE_COSIM
+#include "mmfree_cosim.h"
+#endif
+#ifndef MMFREE_DEPTH_W
+#define MMFREE_DEPTH_W 1024   /* 128-bit words of the weights (arena) */
+#define MMFREE_DEPTH_X 64     /* words of x */
+#define MMFREE_DEPTH_H 64     /* words of the state */
+#define MMFREE_DEPTH_OUT 64   /* words of the logits */
+#define MMFREE_DEPTH_EMB 1024 /* 16-bit elements of the embeddings */
+#endif
 #ifndef MMFREE_TOKENS
 #define MMFREE_TOKENS 1 /* activation vectors per weight word (the census builds 2 and 4 as well) */
 #endif

@@ -256,34 +256,34 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE s_axilite port=packing offset=0x30 bundle=control
 #pragma HLS INTERFACE s_axilite port=token offset=0x38 bundle=control
 #pragma HLS INTERFACE s_axilite port=layers offset=0xb8 bundle=control
-#pragma HLS INTERFACE m_axi port=x offset=slave bundle=gmem_io depth=2560 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
+#pragma HLS INTERFACE m_axi port=x offset=slave bundle=gmem_io depth=MMFREE_DEPTH_X max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=x offset=0x40 bundle=control
-#pragma HLS INTERFACE m_axi port=h offset=slave bundle=gmem_io depth=2560 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
+#pragma HLS INTERFACE m_axi port=h offset=slave bundle=gmem_io depth=MMFREE_DEPTH_H max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=h offset=0x4c bundle=control
-#pragma HLS INTERFACE m_axi port=emb offset=slave bundle=gmem_emb depth=81920000 max_read_burst_length=16 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=emb offset=slave bundle=gmem_emb depth=MMFREE_DEPTH_EMB max_read_burst_length=16 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=emb offset=0x58 bundle=control
-#pragma HLS INTERFACE m_axi port=out offset=slave bundle=gmem_io depth=32000 max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
+#pragma HLS INTERFACE m_axi port=out offset=slave bundle=gmem_io depth=MMFREE_DEPTH_OUT max_read_burst_length=16 max_write_burst_length=16 num_read_outstanding=4 num_write_outstanding=4
 #pragma HLS INTERFACE s_axilite port=out offset=0x64 bundle=control
-#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w0 offset=slave bundle=gmem_w0 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w0 offset=0x70 bundle=control
 #if MMFREE_WEIGHT_PORTS > 1
-#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w1 offset=slave bundle=gmem_w1 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w1 offset=0x7c bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 2
-#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w2 offset=slave bundle=gmem_w2 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w2 offset=0x88 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 3
-#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w3 offset=slave bundle=gmem_w3 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w3 offset=0x94 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 4
-#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w4 offset=slave bundle=gmem_w4 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w4 offset=0xa0 bundle=control
 #endif
 #if MMFREE_WEIGHT_PORTS > 5
-#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=64 num_read_outstanding=4
+#pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
     /* m_axi FIFOs: a weight port streams one beat per cycle; DDR answers the first beat of a burst ~100-150

@@ -21,7 +21,7 @@ OUT="$ROOT/build/hls/$BOARD"
 mkdir -p "$OUT"
 "$PY" "$HLS/scripts/gen_board_header.py" "$BOARD" "$OUT/mmfree_board.h"
 read -r PART CLOCK <<<"$("$PY" -c "import json,sys; b=json.load(open('$ROOT/python/mmfree/data/boards.json'))['$BOARD']; print(b['part'], b['clock_mhz'])")"
-VECTORS="$("$PY" "$HLS/scripts/gen_vectors.py" "$OUT/vectors" | tail -1)"
+VECTORS="$("$PY" "$HLS/scripts/gen_vectors.py" "$OUT/vectors" --board "$BOARD" --depths "$OUT/mmfree_cosim.h" | tail -1)"
 echo "mmfree_kernel for $BOARD: part $PART, ${CLOCK} MHz, steps: $STEPS"
 cd "$OUT"
 if command -v v++ >/dev/null 2>&1 && command -v vitis-run >/dev/null 2>&1; then

@@ -203,6 +203,9 @@ def run_cli(args) -> int:
                 ("driver ms", f"{1e3 * r['driver_s']:.3f} ({r['driver_source']})"),
                 ("stream fraction", f"{r['stream_fraction']:.3f}"),
                 ("packed bytes/token", f"{r['code_bytes_per_token'] / 1e6:.1f} MB"),
+                ("PL clock", f"{r['clock_mhz']:.1f} MHz (boards.json)"),
+                ("loop IIs", ", ".join(f"{k} {v}" for k, v in r["loop_ii"].items())
+                 + f" (census {r['census']['path']}, sources {r['census']['sources_sha']})"),
             ])
         return 0
 

@@ -239,10 +239,11 @@ def _prerequisites(board: str) -> Dict[str, str]:
             "ap_types": os.path.join(ROOT, "build", "ap_types")}
 
 
-def build(board: str, hls_dir: str = HLS, out_dir: Optional[str] = None) -> dict:
-    """Compile the census binary of `board` from the sources in hls_dir; returns paths and the pragmas."""
+def build(board: str, hls_dir: str = HLS, out_dir: Optional[str] = None, tokens: int = 1) -> dict:
+    """Compile the census binary of `board` from the sources in hls_dir (``tokens``: activation vectors per
+    weight word, MMFREE_TOKENS; 1 in every real build); returns paths and the pragmas."""
     pre = _prerequisites(board)
-    out_dir = out_dir or os.path.join(BUILD, board)
+    out_dir = out_dir or os.path.join(BUILD, board if tokens == 1 else f"{board}-t{tokens}")
     os.makedirs(out_dir, exist_ok=True)
     srcs = source_files(hls_dir)
     defs = defines([pre["board_h"], os.path.join(hls_dir, "include", "mmfree_config.h"),
@@ -253,7 +254,7 @@ def build(board: str, hls_dir: str = HLS, out_dir: Optional[str] = None) -> dict
         f.write(spec)
     cdir = os.path.join(hls_dir, "census")
     inputs = srcs + [os.path.join(cdir, f) for f in sorted(os.listdir(cdir))] + [pre["board_h"]]
-    h = hashlib.sha256(spec.encode())
+    h = hashlib.sha256(spec.encode() + str(tokens).encode())
     for p in inputs:
         h.update(open(p, "rb").read())
     digest = h.hexdigest()[:16]
@@ -261,7 +262,8 @@ def build(board: str, hls_dir: str = HLS, out_dir: Optional[str] = None) -> dict
     stamp = exe + ".sha"
     if not (os.path.exists(exe) and os.path.exists(stamp) and open(stamp).read() == digest):
         cxx = os.environ.get("CXX", "g++")
-        cmd = [cxx, "-std=c++14", "-O1", "-fno-inline", "-DMMFREE_CENSUS", "-w", "-ffp-contract=off",
+        cmd = [cxx, "-std=c++14", "-O1", "-fno-inline", "-DMMFREE_CENSUS", f"-DMMFREE_TOKENS={tokens}", "-w",
+               "-ffp-contract=off",
                "-isystem", pre["ap_types"], "-I", out_dir, "-I", os.path.dirname(pre["board_h"]),
                "-I", os.path.join(hls_dir, "include"), "-I", os.path.join(hls_dir, "mmfree_kernel"), "-I", cdir,
                "-o", exe, os.path.join(hls_dir, "mmfree_kernel", "mmfree_kernel.cpp"),
@@ -542,17 +544,18 @@ def resources(result: dict, board: dict, block_design: Dict[str, int]) -> dict:
 
 
 def census(board_name: str, hls_dir: str = HLS, out_dir: Optional[str] = None, write: bool = True,
-           shape=SHAPE) -> dict:
-    """Build, run, analyse and price the census of one board; writes build/census/<board>.json."""
+           shape=SHAPE, tokens: int = 1) -> dict:
+    """Build, run, analyse and price the census of one board; writes build/census/<board>.json (T = 1)."""
     from . import boards as B
     board = B.get(board_name)
-    b = build(board_name, hls_dir=hls_dir, out_dir=out_dir)
+    b = build(board_name, hls_dir=hls_dir, out_dir=out_dir, tokens=tokens)
     raw = run(b["exe"], shape)
     res = analyse(raw, b["pragmas"], board, board_name)
     bd = B.block_design_estimate(board_name)
     res["resources"] = resources(res, board, bd)
     res["block_design"] = bd
     res["board"] = board_name
+    res["tokens"] = tokens
     res["clock_mhz"] = board["clock_mhz"]
     res["shape"] = raw["shape"]
     res["sources_sha"] = b["digest"]
@@ -563,8 +566,8 @@ def census(board_name: str, hls_dir: str = HLS, out_dir: Optional[str] = None, w
                        "block design (SmartConnect, INTC, reset): fixed figures from mmfree.boards",
                        "operator costs are AMD's published figures per family, not this design's csynth"]
     if write:
-        path = os.path.join(out_dir or BUILD, f"{board_name}.json") if out_dir is None else \
-            os.path.join(out_dir, f"{board_name}.json")
+        name = f"{board_name}.json" if tokens == 1 else f"{board_name}-t{tokens}.json"
+        path = os.path.join(out_dir or BUILD, name)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         tmp = path + ".tmp%d" % os.getpid()
         with open(tmp, "w", encoding="utf-8") as f:
@@ -638,21 +641,43 @@ def format_tables(res: dict) -> str:
     return "\n".join(out)
 
 
+def format_tokens(rows: Dict[int, dict]) -> str:
+    out = ["activation vectors per weight word (T; the build is T = 1): resources used, percent of the board",
+           f"{'T':>3} " + " ".join(f"{k:>16}" for k in ("lut", "ff", "dsp", "bram36", "uram"))]
+    for t, r in sorted(rows.items()):
+        out.append(f"{t:>3} " + " ".join(f"{r[k]['used']:>9,} {r[k]['percent']:>5}%" for k in
+                                           ("lut", "ff", "dsp", "bram36", "uram")))
+    return "\n".join(out)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m mmfree.census", description=__doc__.split("\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--board", default="kv260", help="board from python/mmfree/data/boards.json")
     ap.add_argument("--json", action="store_true", help="print the JSON instead of the tables")
+    ap.add_argument("--tokens", default="1,2,4",
+                    help="T values (activation vectors per weight word) to price; the first one is the table's")
     args = ap.parse_args(argv)
     from . import boards as B
     try:
         name = B.normalize(args.board)
         B.get(name)
-        res = census(name)
+        ts = [int(t) for t in args.tokens.split(",")]
+        if not ts or any(t < 1 or t > 8 for t in ts):
+            raise ValueError("--tokens: T values between 1 and 8")
+        res = census(name, tokens=ts[0])
+        per_t = {ts[0]: res["resources"]}
+        for t in ts[1:]:
+            per_t[t] = census(name, tokens=t)["resources"]
     except (CensusError, KeyError, ValueError) as e:
         print(f"census: error: {e}", file=sys.stderr)
         return 2
-    print(json.dumps(res, indent=1) if args.json else format_tables(res))
+    if args.json:
+        print(json.dumps(res, indent=1))
+    else:
+        print(format_tables(res))
+        if len(per_t) > 1:
+            print("\n" + format_tokens(per_t))
     print(f"\nwrote {res['path']}")
     return 0
 

@@ -76,6 +76,7 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
         "token_s": token_s, "decode_tokens_per_s": 1.0 / token_s,
         "stream_fraction": stream_s / token_s,
         "kernel_cycles_per_token": tok["cycles"], "fits_board": tok["fits"],
+        "clock_mhz": tok["clock_mhz"], "loop_ii": tok["ii"], "census": tok["census"],
     }
 
 
