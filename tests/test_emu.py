@@ -301,9 +301,9 @@ def test_emu_refuses_library_of_another_register_map(csim_lib):
     class Old:
         config = dict(csim_lib.config, regs_version=2)
 
-    with pytest.raises(DeviceError, match="version 2.*version 3"):
+    with pytest.raises(DeviceError, match="version 2.*version 4"):
         emu.Overlay(board=BOARD, lib=Old())
-    assert csim_lib.config["regs_version"] == 3
+    assert csim_lib.config["regs_version"] == 4
 
 
 def test_emu_overlay_without_library():

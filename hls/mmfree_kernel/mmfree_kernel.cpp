@@ -12,6 +12,7 @@
  * offset into the weight ports (every projection stays one flattened II=1 loop per port, its linear
  * address starting at that base) and a base row of the state buffer.
  * The sequence is golden.py's GoldenModel.layer / head / embed, operation for operation.
+ *   OP_IDENT  nothing but the identity block, which every call writes first (mmfree_regs.h MMFREE_REG_ID_*)
  * Registers outside their bounds (d > MAX_D, ...) make the call return without touching memory.
  */
 #include "mmfree_kernel.h"
@@ -251,7 +252,7 @@ void op_body(int d, int inter, int packing, int token, int layers, const uint16_
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
                    uint32_t layers, word_t *x, word_t *h, const uint16_t *emb, word_t *out,
-                   MMFREE_WPORT_PARAMS) {
+                   MMFREE_WPORT_PARAMS, MMFREE_ID_PARAMS) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
 #pragma HLS INTERFACE s_axilite port=d offset=0x18 bundle=control
@@ -290,6 +291,23 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=8388608 max_read_burst_length=256 num_read_outstanding=8
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
+#pragma HLS INTERFACE s_axilite port=id_magic offset=0xc0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_version offset=0xc8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_config offset=0xd0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_d offset=0xd8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_inter offset=0xe0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_vocab offset=0xe8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_layers offset=0xf0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_clock_khz offset=0xf8 bundle=control
+    /* identity block: every call, before any check (OP_IDENT does nothing else) */
+    *id_magic = MMFREE_ID_MAGIC;
+    *id_version = MMFREE_REGS_VERSION;
+    *id_config = MMFREE_ID_CONFIG_VALUE;
+    *id_max_d = (uint32_t)MAX_D;
+    *id_max_inter = (uint32_t)MAX_I;
+    *id_max_vocab = (uint32_t)MAX_V;
+    *id_max_layers = (uint32_t)MAX_LAYERS;
+    *id_clock_khz = MMFREE_CLOCK_KHZ;
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 || vocab > (uint32_t)MAX_V ||
         packing > 1u)
         return;
