@@ -1,0 +1,158 @@
+"""The board path (issue 15): identity block, stale/foreign overlays, PL clock, CMA, board data, KR260.
+
+Everything runs through the emulator (the C-simulated kernel writes the identity block from the same
+header the hardware is built from) or on boards.json; nothing here needs a board."""
+import os
+import warnings
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOARD = "kv260"
+
+
+def _acc(csim_lib, packed_cache, **kw):
+    from mmfree import driver as drv
+    from mmfree import emu
+    _, path = packed_cache("tiny", "2bit")
+    return drv.Accelerator(emu.Overlay(board=BOARD, lib=csim_lib, **kw), path)
+
+
+def test_identity_reads_zero_before_the_first_call_then_the_build(csim_lib):
+    from mmfree import driver as drv
+    from mmfree import emu
+    ol = emu.Overlay(board=BOARD, lib=csim_lib)
+    ip = ol.mmfree_kernel_0
+    assert ip.read_reg("ID_MAGIC") == 0          # like the hardware: output registers are 0 until a call
+    ident = ip.identify()
+    c = csim_lib.config
+    assert ident["magic"] == drv.ID_MAGIC and ident["regs_version"] == drv.REGS_VERSION
+    assert (ident["weight_ports"], ident["port_bits"], ident["vec_lanes"]) == (c["ports"], c["port_bits"], c["vec_lanes"])
+    assert (ident["max_d"], ident["max_inter"], ident["max_vocab"], ident["max_layers"]) == \
+        (c["max_d"], c["max_inter"], c["max_vocab"], c["max_layers"])
+    assert ident["clock_mhz"] == drv.board_params(BOARD)["clock_mhz"] == 250
+    assert ol.registers.idents == 1 and ol.registers.starts == 0    # not a compute op
+    assert drv.check_identity(ident, BOARD) == {k: ident[k] for k in
+                                                ("max_d", "max_inter", "max_vocab", "max_layers", "weight_ports")}
+
+
+def test_accelerator_identifies_first_and_runs(csim_lib, packed_cache):
+    acc = _acc(csim_lib, packed_cache)
+    assert acc.identity["magic"] == 0x4D4D4652 and acc.clock_mhz == acc.clock_target_mhz == 250
+    assert acc.clock_warning is None
+    assert acc.step(1).shape == (acc.vocab,)
+
+
+@pytest.mark.parametrize("identity,found", [
+    ("stale", "found no identity block (0x00000000 at ID_MAGIC 0xc0)"),
+    ({"ID_MAGIC": 0x12345678}, "found ID_MAGIC 0x12345678: not an mmfree kernel"),
+    ({"ID_VERSION": 5}, "register map version 5, this driver version 4"),
+    ({"ID_CONFIG": 2 | 64 << 8 | 16 << 16}, "built for 2 weight ports of 64 bits, board kv260 has 6 of 128"),
+])
+def test_stale_or_foreign_overlay_refused_before_any_buffer(csim_lib, packed_cache, identity, found):
+    from mmfree import driver as drv
+    from mmfree import emu
+    _, path = packed_cache("tiny", "2bit")
+    ol = emu.Overlay(board=BOARD, lib=csim_lib, kernel_identity=identity)
+    with pytest.raises(drv.StaleOverlay) as e:
+        drv.Accelerator(ol, path)
+    msg = str(e.value)
+    assert found in msg, msg
+    assert "make overlay BOARD=kv260" in msg
+    if identity == "stale":
+        assert "expected ID_MAGIC 0x4d4d4652 ('MMFR') and register map version 4" in msg
+    assert ol.memory.buffers() == 0 and ol.registers.starts == 0
+
+
+def test_wrong_clock_warns_and_is_used(csim_lib, packed_cache):
+    with pytest.warns(RuntimeWarning) as rec:
+        acc = _acc(csim_lib, packed_cache, fclk_mhz=300.0)   # e.g. an image that set 300 MHz on a 250 MHz build
+    msg = str(rec[0].message)
+    assert "PL clock 0 runs at 300.000 MHz, the overlay was built for 250.000 MHz" in msg
+    assert "IOPLL 1000 MHz / n (333.3, 250.0, 200.0" in msg
+    assert acc.clock_mhz == 300.0 and acc.clock_warning in msg
+    from mmfree import perf
+    c = acc.config
+    at = perf.project(BOARD, c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, "2bit",
+                      clock_mhz=acc.clock_mhz)
+    base = perf.project(BOARD, c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size, "2bit")
+    assert at["clock_mhz"] == 300.0 and base["clock_mhz"] == 250.0
+    assert at["port_capacity_gbps"] == pytest.approx(base["port_capacity_gbps"] * 300 / 250)
+
+
+def test_clock_within_tolerance_is_quiet():
+    from mmfree import driver as drv
+    assert drv.check_clock(249.9975, 250.0, "kv260") is None      # 1000 MHz / 4 as the PS reports it
+    assert drv.check_clock(None, 250.0) is None                    # unknown (off-board pynq): nothing to say
+    assert "333.333 MHz" in drv.check_clock(333.333, 250.0, "kv260")
+
+
+def test_every_board_clock_is_an_integer_divisor_of_its_pll():
+    """PYNQ writes IOPLL divisors only: the build's clock must be PLL / n (KV260: 1000 MHz -> 250, not 300)."""
+    from mmfree import boards
+    for name in boards.names():
+        b = boards.get(name)
+        pll = b["pl_clock"]["pll_mhz"]
+        n = round(pll / b["clock_mhz"])
+        assert abs(pll / n - b["clock_mhz"]) <= 0.005 * b["clock_mhz"], (name, pll, b["clock_mhz"])
+    assert boards.get("kv260")["clock_mhz"] == 250 and boards.get("zcu104")["clock_mhz"] == 300
+
+
+def test_ddr_rates_and_sources():
+    from mmfree import boards
+    bus = {"kv260": 8, "zcu104": 8, "pynq-z2": 2}     # bytes per transfer: 64-bit DDR4, 16-bit DDR3
+    for name in boards.names():
+        b = boards.get(name)
+        assert b["ddr_peak_gbps"] == pytest.approx(b["ddr_mts"] * bus[name] / 1000, rel=2e-3), name
+        assert set(b["sources"]) >= {"clock", "ddr", "cma", "power"}, name
+        assert b["power_sensor"]["measures"], name
+    assert boards.get("kv260")["ddr_mts"] == 2133 and boards.get("kv260")["ddr_peak_gbps"] == 17.07
+    from mmfree import cycles
+    assert cycles.Machine("kv260").ddr_bps == 17.07e9      # the performance model reads it
+
+
+def test_cma_table_and_compiled_maxima_fit_the_stock_cma():
+    """Stock CMA: KV260 1000 MiB, ZCU104 512 MiB, PYNQ-Z2 128 MiB. Every released size within a board's
+    compiled maxima fits its stock CMA, except on PYNQ-Z2, where even 370M needs a larger CMA."""
+    from mmfree import boards
+    from mmfree.cycles import MODELS
+    assert [boards.get(b)["cma_bytes"] // 2**20 for b in ("kv260", "zcu104", "pynq-z2")] == [1000, 512, 128]
+    rows = boards.cma_table()
+    need = {(b, s, p): n for b, s, p, n, _, _ in rows}
+    assert round(need[("kv260", "370M", "base3")] / 2**20, 1) == 130.0
+    assert round(need[("kv260", "2.7B", "2bit")] / 2**20, 1) == 785.0
+    for board, size, packing, n, stock, fits in rows:
+        b = boards.get(board)
+        d, layers, inter, vocab = MODELS[size]
+        compiled = d <= b["max_d"] and inter <= b["max_inter"] and layers <= b["max_layers"]
+        if compiled and board != "pynq-z2":
+            assert fits, (board, size, packing)
+    assert not any(f for b, *_, f in rows if b == "pynq-z2")
+    assert boards.cma_markdown() in open(os.path.join(ROOT, "docs", "boards.md"), encoding="utf-8").read(), \
+        "regenerate the CMA table: python -m mmfree.boards --cma"
+
+
+@pytest.mark.parametrize("board,words", [("zcu104", ["linux,cma", "not a cma= boot argument"]),
+                                         ("pynq-z2", ["linux,cma"]), ("kv260", ["cma=", "1000 MiB"])])
+def test_cma_error_says_how_much_and_how(board, words):
+    from types import SimpleNamespace
+    from mmfree import driver as drv
+    from mmfree.errors import ModelTooLarge
+    cfg = SimpleNamespace(hidden_size=2560, intermediate_size=6912, vocab_size=32000, num_hidden_layers=32)
+    limits = {"max_d": 4096, "max_inter": 8192, "max_vocab": 32000, "max_layers": 32}
+    with pytest.raises(ModelTooLarge) as e:
+        drv.check_fits(cfg, "2bit", limits, 512 * 2**20, board=board)
+    msg = str(e.value)
+    assert "needs 785.0 MiB" in msg and "512.0 MiB are free" in msg and "274 MiB more are needed" in msg
+    for w in words:
+        assert w in msg, msg
+
+
+def test_kr260_is_a_kv260(tmp_path):
+    from mmfree import boards
+    assert boards.normalize("KR260") == "kv260"
+    assert boards.detect_board(environ={"BOARD": "KR260"}, root=str(tmp_path)) == "kv260"
+    dt = tmp_path / "proc" / "device-tree"
+    dt.mkdir(parents=True)
+    (dt / "model").write_bytes(b"ZynqMP KR260 revB\x00")
+    assert boards.detect_board(environ={}, root=str(tmp_path)) == "kv260"
