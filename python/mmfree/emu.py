@@ -23,6 +23,7 @@ The kernels are never re-implemented here.
 """
 
 import bisect
+import os
 import time
 from typing import Dict, List, Optional
 
@@ -255,7 +256,7 @@ class Overlay:
     def __init__(self, board: str = "kv260", lib=None, cma_bytes: Optional[int] = None,
                  hang_after: Optional[int] = None, max_layers: Optional[int] = None,
                  max_block_bytes: Optional[int] = None, fclk_mhz: Optional[float] = None,
-                 kernel_identity=None):
+                 kernel_identity=None, via_pynq: Optional[bool] = None):
         from . import csim
 
         params = drv.board_params(board)
@@ -289,6 +290,12 @@ class Overlay:
         self.mem_dict = {"PSDDR": {"base_address": BASE_ADDR, "size": self.cma_bytes, "used": 1}}
         self.mmfree_kernel_0 = drv.MMFreeKernel(desc)
         self._closed = False
+        if via_pynq is None:
+            via_pynq = os.environ.get("MMFREE_EMU_VIA_PYNQ") == "1"
+        self.device = None
+        if via_pynq:  # the same kernel and memory behind pynq's DefaultIP/MMIO/allocate (mmfree.emu_pynq)
+            from . import emu_pynq
+            emu_pynq.attach(self)
 
     def allocate(self, shape, dtype=np.uint32, target=None, **kwargs) -> EmuBuffer:
         if self._closed:
