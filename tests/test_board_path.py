@@ -207,3 +207,43 @@ def test_packaging_metadata_has_one_source():
     assert cfg["options.extras_require"]["board"].split() == ["tokenizers", "numpy<2"]
     assert cfg["options.entry_points"]["console_scripts"].split() == ["mmfree", "=", "mmfree.cli:main"]
     assert cfg["options"]["python_requires"] == ">=3.10"
+
+
+def _hwmon(root, n, name, microwatts):
+    d = root / f"hwmon{n}"
+    d.mkdir(parents=True)
+    (d / "name").write_text(name + "\n")
+    (d / "power1_input").write_text(f"{microwatts}\n")
+
+
+def test_kv260_takes_the_ina260_first_and_says_what_it_measures(tmp_path):
+    from mmfree import power
+    _hwmon(tmp_path, 0, "ina226", 1_000_000)            # another INA on the bus: not the SOM input
+    _hwmon(tmp_path, 1, "ina260_u14", 4_870_000)
+    tried = power.probe_sensors(hwmon_root=str(tmp_path), powercap_root=str(tmp_path), try_pynq=True,
+                                try_nvml=False, board="kv260")
+    kind, s, why = tried[0]
+    assert kind == "kv260:hwmon" and s.name == "hwmon:ina260_u14"
+    assert s.read_watts() == pytest.approx(4.87)
+    assert s.measures.startswith("kv260: SOM +5 V input (VCC_SOM)") and "not the carrier" in s.measures
+    assert "measures kv260: SOM +5 V input" in why
+
+
+def test_zcu104_takes_the_12v_rail_by_name():
+    from mmfree import power
+    from test_power import zcu104_rails
+    s = power.PynqRailSensor(rails=["12V"], rails_dict=zcu104_rails())
+    assert s.read_watts() == pytest.approx(13.75)
+    assert s.measures.startswith("zcu104: whole-board 12 V input")
+    s2 = power.PynqRailSensor(rails=["INT", "1V8"], rails_dict=zcu104_rails())
+    assert s2.measures == "the sum of the regulated rails INT, 1V8, not the board input"
+
+
+def test_pynq_z2_says_it_has_no_sensor(tmp_path):
+    from mmfree import power
+    tried = power.probe_sensors(hwmon_root=str(tmp_path), powercap_root=str(tmp_path), try_pynq=False,
+                                try_nvml=False, board="pynq-z2")
+    assert tried[0][0] == "pynq-z2:none" and tried[0][1] is None
+    assert "no on-board power sensor" in tried[0][2] and "external" in tried[0][2]
+    assert power.auto_sensor(hwmon_root=str(tmp_path), powercap_root=str(tmp_path), try_pynq=False,
+                             try_nvml=False, board="pynq-z2") is None
