@@ -247,3 +247,29 @@ def test_pynq_z2_says_it_has_no_sensor(tmp_path):
     assert "no on-board power sensor" in tried[0][2] and "external" in tried[0][2]
     assert power.auto_sensor(hwmon_root=str(tmp_path), powercap_root=str(tmp_path), try_pynq=False,
                              try_nvml=False, board="pynq-z2") is None
+
+
+def test_boards_md_walkthrough_matches_what_is_tested(csim_lib, packed_cache):
+    """docs/boards.md shows the install commands make board-compat runs and the driver's real messages."""
+    import re
+    from types import SimpleNamespace
+    from mmfree import driver as drv
+    from mmfree import emu
+    doc = open(os.path.join(ROOT, "docs", "boards.md"), encoding="utf-8").read()
+    script = open(os.path.join(ROOT, "scripts", "board_compat.sh"), encoding="utf-8").read()
+    for cmd in ('python3 -m pip install -e ".[board]"', "--no-build-isolation --no-deps -e ."):
+        assert cmd in doc and cmd in script, cmd
+    assert not re.search(r"reference/|DESIGN\.md|\.\./shared", doc)       # only repo files and public sources
+    _, path = packed_cache("tiny", "2bit")
+    msgs = []
+    for ident in ("stale", {"ID_CONFIG": 2 | 64 << 8 | 16 << 16}):
+        with pytest.raises(drv.StaleOverlay) as e:
+            drv.Accelerator(emu.Overlay(board=BOARD, lib=csim_lib, kernel_identity=ident), path)
+        msgs.append(str(e.value))
+    msgs.append(drv.check_clock(333.333, 250.0, "kv260"))
+    cfg = SimpleNamespace(hidden_size=2560, intermediate_size=6912, vocab_size=32000, num_hidden_layers=32)
+    with pytest.raises(Exception) as e:
+        drv.check_fits(cfg, "base3", {}, 475 * 2**20, board="zcu104")
+    msgs.append(str(e.value))
+    for m in msgs:
+        assert m in doc, m

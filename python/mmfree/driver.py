@@ -383,24 +383,25 @@ def check_fits(cfg, packing: str, limits: dict, cma_bytes: int, arena: bool = Tr
                                 "this overlay cannot run it (build one for a larger board or use a smaller model)")
     need = sum(cma_footprint(nb) for _, _, _, nb in buffer_plan(cfg, packing, arena))
     if need > cma_bytes:
-        raise ModelTooLarge(cma_message(need, cma_bytes, board))
+        raise ModelTooLarge(cma_message(need, cma_bytes, board, packing))
     return need
 
 
-def cma_message(need: int, have: int, board: Optional[str] = None) -> str:
+def cma_message(need: int, have: int, board: Optional[str] = None, packing: Optional[str] = None) -> str:
     """What a model too large for the CMA needs, and how to get it on the board's image."""
     b = boards.normalize(board) if board else None
+    smaller = "use a smaller model" + (" or the base3 packing (about 15 % smaller)" if packing == "2bit" else "")
     msg = (f"model needs {need / 2**20:.1f} MiB of contiguous (CMA) memory, {have / 2**20:.1f} MiB are free "
            f"(CmaFree in /proc/meminfo on a board); {-(-(need - have) // 2**20)} MiB more are needed. ")
     if b == "kv260":
         how = ("On Kria Ubuntu the CMA (1000 MiB) is set by the boot script's cma= argument: free CMA first "
-               "(close other overlays and notebooks that hold buffers), or use a smaller model or the base3 packing.")
+               f"(close other overlays and notebooks that hold buffers), or {smaller}.")
     elif b in ("zcu104", "pynq-z2"):
         how = ("On PYNQ SD images the CMA is the device-tree node reserved-memory/linux,cma (size), not a cma= "
                "boot argument: enlarge its size in the image's device tree and reboot (docs/boards.md, "
-               "'A larger CMA'), or use a smaller model or the base3 packing.")
+               f"'A larger CMA'), or {smaller}.")
     else:
-        how = "Use a smaller model or the base3 packing, or enlarge the CMA (docs/boards.md, 'A larger CMA')."
+        how = f"{smaller[0].upper() + smaller[1:]}, or enlarge the CMA (docs/boards.md, 'A larger CMA')."
     return msg + how
 
 
@@ -458,6 +459,15 @@ class Accelerator:
             self.close()
             raise
         self.tokens = 0
+
+    def describe(self) -> str:
+        """One line: what the overlay's identity block says and the PL clock it runs at."""
+        i = self.identity
+        clock = "unknown (pynq.Clocks not readable)" if self.clock_mhz is None else f"{self.clock_mhz:.3f} MHz"
+        return (f"mmfree_kernel: register map v{i['regs_version']}, {i['weight_ports']} weight ports x {i['port_bits']} "
+                f"bit, maxima d {i['max_d']} I {i['max_inter']} V {i['max_vocab']} L {i['max_layers']}; PL clock 0 "
+                f"{clock} (build target {self.clock_target_mhz:.3f} MHz); CMA {self.cma_needed / 2**20:.1f} of "
+                f"{self.cma_bytes / 2**20:.1f} MiB; {self.mode} mode")
 
     # ------------------------------------------------------------------ loading
     def _alloc(self, shape, dtype, cacheable):
@@ -671,7 +681,9 @@ def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None
     if not issubclass(MMFreeKernel, pynq.DefaultIP):
         raise DeviceError("mmfree.driver was imported before pynq off-board; set MMFREE_PYNQ=1 to bind the driver")
     ol = pynq.Overlay(bitfile)
-    return Accelerator(ol, model, board=board, **kw)
+    acc = Accelerator(ol, model, board=board, **kw)
+    print(f"mmfree: {bitfile}: {acc.describe()}", file=sys.stderr)
+    return acc
 
 
 __all__ = ["VLNV", "REGISTERS", "MMFreeKernel", "Accelerator", "open_board", "find_kernel", "check_fits",
