@@ -252,7 +252,9 @@ void op_body(int d, int inter, int packing, int token, int layers, const uint16_
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
                    uint32_t layers, word_t *x, word_t *h, const uint16_t *emb, word_t *out,
-                   MMFREE_WPORT_PARAMS, MMFREE_ID_PARAMS) {
+                   MMFREE_WPORT_PARAMS, uint32_t *id_magic, uint32_t *id_version, uint32_t *id_config,
+                   uint32_t *id_max_d, uint32_t *id_max_inter, uint32_t *id_max_vocab, uint32_t *id_max_layers,
+                   uint32_t *id_clock_khz) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
 #pragma HLS INTERFACE s_axilite port=d offset=0x18 bundle=control
