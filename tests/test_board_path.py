@@ -292,3 +292,17 @@ def test_pl_clock_through_pynq_clocks_when_asked(csim_lib, packed_cache):
     with pytest.warns(RuntimeWarning, match="PL clock 0 runs at 333.330 MHz, the overlay was built for 250.000"):
         acc2 = _acc(csim_lib, packed_cache, fclk_mhz=300.0)
     assert acc2.clock_mhz == pytest.approx(333.33)
+
+
+def test_numpy2_allocate_failure_says_what_to_do(csim_lib, packed_cache):
+    """pynq 3.0.1's PynqBuffer assigns ndarray.device, read-only in numpy 2: the driver names the fix."""
+    from mmfree import driver as drv
+    from mmfree import emu
+    from mmfree.errors import DeviceError
+    _, path = packed_cache("tiny", "2bit")
+
+    def allocate(shape, dtype, **kw):
+        raise AttributeError("attribute 'device' of 'numpy.ndarray' objects is not writable")
+
+    with pytest.raises(DeviceError, match=r'needs numpy<2: run python3 -m pip install "numpy<2"'):
+        drv.Accelerator(emu.Overlay(board=BOARD, lib=csim_lib), path, allocate=allocate)

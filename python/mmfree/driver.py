@@ -472,9 +472,16 @@ class Accelerator:
     # ------------------------------------------------------------------ loading
     def _alloc(self, shape, dtype, cacheable):
         try:
-            buf = self._allocate(shape=shape, dtype=dtype, cacheable=cacheable)
-        except TypeError:  # an allocator without the cacheable keyword
-            buf = self._allocate(shape=shape, dtype=dtype)
+            try:
+                buf = self._allocate(shape=shape, dtype=dtype, cacheable=cacheable)
+            except TypeError:  # an allocator without the cacheable keyword
+                buf = self._allocate(shape=shape, dtype=dtype)
+        except AttributeError as e:
+            if "device" in str(e) and "not writable" in str(e):  # pynq 3.0.1 under numpy 2 (PYNQ#1456)
+                raise DeviceError(f"pynq.allocate failed under numpy {np.__version__}: {e}. pynq 3.0.1 (Kria-PYNQ) "
+                                  "needs numpy<2: run python3 -m pip install \"numpy<2\" in the pynq venv "
+                                  "(docs/boards.md, section 8)") from None
+            raise
         self.buffers.append(buf)
         return buf
 
