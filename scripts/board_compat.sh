@@ -9,7 +9,7 @@
 #          (build isolation: pip fetches a setuptools for the build from the index);
 #       c) as a wheel built without isolation;
 #     each time scripts/check_installed.py checks import, version, the console script and both pynq
-#     entry points.
+#     entry points; a negative control (the old pyproject-only layout) must fail that check.
 #  2. board-side tests under numpy 1.26 in that venv (driver, emulator, golden, packed, layout,
 #     generate, board path), on packed models the host venv made (no torch on the board).
 #  3. the driver against the real pynq package: pynq 3.0.1 and 4.0.0 from the index, each in its own
@@ -62,6 +62,18 @@ say "install a) --no-build-isolation --no-deps -e . (the venv's setuptools 59.6.
 quiet_pip "$V/bin/python" -m pip uninstall -y -q mmfree
 quiet_pip "$V/bin/python" -m pip install -q --no-build-isolation --no-deps -e .
 (cd /tmp && "$V/bin/python" "$ROOT/scripts/check_installed.py" "$ROOT" --editable)
+
+say "negative control: a pyproject-only package (the old layout) installs as UNKNOWN and the check fails"
+NEG=$(mktemp -d)
+cp -r python "$NEG/python"
+printf '[build-system]\nrequires = ["setuptools>=61"]\nbuild-backend = "setuptools.build_meta"\n\n[project]\nname = "mmfree"\nversion = "0.1.0"\n\n[project.scripts]\nmmfree = "mmfree.cli:main"\n\n[tool.setuptools.packages.find]\nwhere = ["python"]\n' > "$NEG/pyproject.toml"
+quiet_pip "$V/bin/python" -m pip uninstall -y -q mmfree
+(cd "$NEG" && quiet_pip "$V/bin/python" -m pip install -q --no-build-isolation --no-deps -e .)
+if (cd /tmp && "$V/bin/python" "$ROOT/scripts/check_installed.py" "$NEG" --editable 2>&1); then
+  echo "board-compat: the negative control installed correctly: setuptools 59.6.0 read [project]?" >&2; exit 1
+fi
+quiet_pip "$V/bin/python" -m pip uninstall -y -q UNKNOWN
+rm -rf "$NEG"
 
 say 'install b) the documented board command: python3 -m pip install -e ".[board]"'
 quiet_pip "$V/bin/python" -m pip uninstall -y -q mmfree

@@ -32,6 +32,9 @@ def test_identity_reads_zero_before_the_first_call_then_the_build(csim_lib):
         (c["max_d"], c["max_inter"], c["max_vocab"], c["max_layers"])
     assert ident["clock_mhz"] == drv.board_params(BOARD)["clock_mhz"] == 250
     assert ol.registers.idents == 1 and ol.registers.starts == 0    # not a compute op
+    vld = drv.REGISTERS["ID_MAGIC"] + 4
+    assert ip.mmio.read(vld) == 1 and ip.mmio.read(vld) == 0          # ap_vld: set by the call, clear on read
+    assert ip.read_reg("ID_MAGIC") == drv.ID_MAGIC                   # the data word stays
     assert drv.check_identity(ident, BOARD) == {k: ident[k] for k in
                                                 ("max_d", "max_inter", "max_vocab", "max_layers", "weight_ports")}
 

@@ -32,6 +32,7 @@ import numpy as np
 from . import driver as drv
 from .errors import BusError, DeviceError
 
+_ID_OFFSETS = frozenset(v for k, v in drv.REGISTERS.items() if k.startswith("ID_"))
 BASE_ADDR = 0x7000_0000     # first buffer; stays below 4 GiB for small models, like CMA on the boards
 IP_BASE = 0xA000_0000       # where the kernel's s_axilite registers would be (M_AXI_HPM0_FPD)
 
@@ -185,6 +186,8 @@ class EmuRegisters:
             v |= int(self.regs[offset // 4 + 1]) << 32
         if offset == 0:  # ap_done and ap_ready clear on read (ap_ctrl_hs)
             self.regs[0] = v & ~(drv.AP_DONE | drv.AP_READY) & 0xFFFFFFFF
+        elif offset - 4 in _ID_OFFSETS:  # an identity word's ap_vld: clear on read, like any output scalar
+            self.regs[offset // 4] = 0
         return v
 
     def write(self, offset: int, value) -> None:
