@@ -49,16 +49,29 @@ def make_packed(tmp_path, shape="odd", packing="base3", seed=0, **kw):
     return ck, out
 
 
+# Board-side test runs (numpy 1.x, the pynq package) have no torch to make checkpoints: they read the
+# packed files the host venv wrote with `tests/conftest.py FOLDER` (make board-compat) from this folder.
+PREMADE = os.environ.get("MMFREE_TEST_PACKED_DIR")
+PREMADE_KEYS = [(shape, packing, 0) for shape in SHAPES for packing in ("base3", "2bit")]
+
+
 @pytest.fixture(scope="session")
 def packed_cache(tmp_path_factory):
-    """Session cache of packed models: packed_cache(shape, packing) -> (hf_dir, packed_path)."""
+    """Session cache of packed models: packed_cache(shape, packing) -> (hf_dir, packed_path); with
+    $MMFREE_TEST_PACKED_DIR, (None, premade packed file)."""
     cache = {}
     base = tmp_path_factory.mktemp("packed")
 
     def get(shape="odd", packing="base3", seed=0):
         key = (shape, packing, seed)
         if key not in cache:
-            cache[key] = make_packed(base, shape, packing, seed)
+            if PREMADE:
+                path = os.path.join(PREMADE, f"{shape}-{seed}-{packing}.safetensors")
+                if not os.path.exists(path):
+                    pytest.fail(f"{path} missing: make it with the host venv (python tests/conftest.py {PREMADE})")
+                cache[key] = (None, path)
+            else:
+                cache[key] = make_packed(base, shape, packing, seed)
         return cache[key]
 
     return get
@@ -78,3 +91,15 @@ def csim_lib():
     build_csim("kv260")
     from mmfree import csim
     return csim.load("kv260")
+
+
+if __name__ == "__main__":  # python tests/conftest.py FOLDER: the packed files board-side runs read
+    import pathlib
+    out = pathlib.Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    for shape, packing, seed in PREMADE_KEYS:
+        target = out / f"{shape}-{seed}-{packing}.safetensors"
+        if not target.exists():
+            _, made = make_packed(out, shape, packing, seed)
+            os.replace(made, target)
+    print(f"packed test models in {out}")

@@ -557,14 +557,37 @@ def test_library_whole_token_extents(csim_build, packed_models, op):
     with pytest.raises(csim.CsimError, match="token"):
         m.lib.call(m.regs(code, token=m.vocab, blob=exact, h=state), m.mem.resolve)
     with pytest.raises(csim.CsimError, match="unknown op"):
-        m.lib.call(m.regs(csim.OP_TOKEN + 1, token=1, blob=exact, h=state), m.mem.resolve)
+        m.lib.call(m.regs(csim.OP_IDENT + 1, token=1, blob=exact, h=state), m.mem.resolve)
+
+
+def test_identity_block_written_by_every_call(csim_build, packed_models):
+    """OP_IDENT resolves nothing (zero address registers are fine) and fills the identity block from the same
+    header the hardware is built from; a compute op writes it too; the image reads 0 there before any call."""
+    m = csim.CsimModel(packed_models[("s48", "2bit")])
+    c = m.lib.config
+    img = csim.regs_image({"OP": csim.OP_IDENT})
+    assert not img[csim.REG["ID_MAGIC"] // 4:].any()
+    m.lib.call(img, m.mem.resolve)
+    word = {k: int(img[v // 4]) for k, v in csim.REG.items() if k.startswith("ID_")}
+    assert word["ID_MAGIC"] == csim.REGS["ID_MAGIC"] == 0x4D4D4652
+    assert word["ID_VERSION"] == csim.REGS["REGS_VERSION"]
+    assert word["ID_CONFIG"] == c["ports"] | c["port_bits"] << 8 | c["float_lanes"] << 16 | c["sigmoid_lanes"] << 24
+    assert (word["ID_MAX_D"], word["ID_MAX_INTER"], word["ID_MAX_VOCAB"], word["ID_MAX_LAYERS"]) == \
+        (c["max_d"], c["max_inter"], c["max_vocab"], c["max_layers"])
+    from mmfree import boards
+    assert word["ID_CLOCK_KHZ"] == round(boards.get(c["board"])["clock_mhz"] * 1000)
+    assert all(int(img[v // 4 + 1]) == 1 for k, v in csim.REG.items() if k.startswith("ID_"))   # ap_vld
+    img2 = m.regs(csim.OP_EMBED, token=1)
+    img2[csim.REG["ID_MAGIC"] // 4] = 0
+    m.lib.call(img2, m.mem.resolve)
+    assert int(img2[csim.REG["ID_MAGIC"] // 4]) == 0x4D4D4652
 
 
 def test_weight_registers_used_per_build(csim_build, packed_models):
     """A build resolves W0..W(ports-1), each must hold the blob; registers past its ports are not read."""
     m = csim.CsimModel(packed_models[("s48", "2bit")])
     ports = m.lib.config["ports"]
-    assert ports == 4 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 3
+    assert ports == 4 and csim.REGS["MAX_WEIGHT_PORT_REGS"] == 6 and csim.REGS["REGS_VERSION"] == 4
     regs = m.regs(csim.OP_LAYER, blob=m.blobs[0], h=m.h[0])
     for p in range(ports):
         bad = regs.copy()
@@ -604,14 +627,15 @@ def test_register_header_matches_pragmas():
     names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
              "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "layers": "LAYERS"}
     names.update({f"w{p}": f"W{p}_ADDR" for p in range(csim.REGS["MAX_WEIGHT_PORT_REGS"])})
+    names.update({k.lower(): k for k in csim.REG if k.startswith("ID_")})   # the identity block (version 4)
     assert set(pragmas) == set(names)
-    assert csim.REG["LAYERS"] == 0xB8 and csim.REG_SPAN == 0xC0 and csim.REGS["REGS_VERSION"] == 3
+    assert csim.REG["LAYERS"] == 0xB8 and csim.REG_SPAN == 0x100 and csim.REGS["REGS_VERSION"] == 4
     assert (csim.OP_BODY, csim.OP_TOKEN) == (3, 4)
     for port, reg in names.items():
         assert int(pragmas[port], 16) == csim.REG[reg], port
     # every top-level argument has an INTERFACE pragma; no two registers overlap
     offs = sorted((v, k) for k, v in csim.REG.items() if k not in ("SPAN",))
-    ends = [(o + (8 if k.endswith("_ADDR") else 4), k) for o, k in offs]
+    ends = [(o + (8 if k.endswith("_ADDR") or k.startswith("ID_") else 4), k) for o, k in offs]  # ID_*: + ap_vld
     for (o, k), (e_prev, kp) in zip(offs[1:], ends[:-1]):
         assert o >= e_prev, (kp, k)
     assert ends[-1][0] <= csim.REG_SPAN

@@ -37,8 +37,15 @@ def test_register_map_matches_header():
     assert d["MAX_WEIGHT_PORT_REGS"] == drv.MAX_WEIGHT_PORT_REGS
     assert (d["OP_EMBED"], d["OP_LAYER"], d["OP_HEAD"]) == (drv.OP_EMBED, drv.OP_LAYER, drv.OP_HEAD)
     assert (d["OP_BODY"], d["OP_TOKEN"]) == (drv.OP_BODY, drv.OP_TOKEN) == (3, 4)
-    # version 3: LAYERS at 0xb8, span 0xc0; the version-2 offsets unchanged
-    assert d["REGS_VERSION"] == 3 and drv.REGISTERS["LAYERS"] == 0xB8 and drv.REG_SPAN == 0xC0
+    # version 4: the identity block at 0xc0..0xfc (data words every 8 bytes: ap_vld at +4), span 0x100;
+    # the version-3 offsets unchanged
+    assert d["REGS_VERSION"] == 4 and drv.REGISTERS["LAYERS"] == 0xB8 and drv.REG_SPAN == 0x100
+    ids = sorted(v for k, v in drv.REGISTERS.items() if k.startswith("ID_"))
+    assert ids == list(range(0xC0, 0x100, 8))
+    assert d["ID_MAGIC"] == drv.ID_MAGIC == 0x4D4D4652 and d["OP_IDENT"] == drv.OP_IDENT == 5
+    assert {k: d["ID_CONFIG_" + k.upper() + "_SHIFT"] for k in ("ports", "port_bits", "lanes", "sig_lanes")} == \
+        {"ports": drv.ID_CONFIG_SHIFTS["weight_ports"], "port_bits": drv.ID_CONFIG_SHIFTS["port_bits"],
+         "lanes": drv.ID_CONFIG_SHIFTS["float_lanes"], "sig_lanes": drv.ID_CONFIG_SHIFTS["sigmoid_lanes"]}
     assert drv.REGISTERS["W5_ADDR"] == 0xAC and drv.REGISTERS["TOKEN"] == 0x38
     assert max(v + (8 if k.endswith("_ADDR") else 4) for k, v in drv.REGISTERS.items()) <= drv.REG_SPAN
     from mmfree import boards
@@ -48,6 +55,7 @@ def test_register_map_matches_header():
     # 64-bit address registers: the high word never collides with another register
     addr = sorted(v for k, v in drv.REGISTERS.items() if k.endswith("_ADDR"))
     used = sorted(v for k, v in drv.REGISTERS.items() if not k.endswith("_ADDR")) + addr + [a + 4 for a in addr]
+    used += [v + 4 for k, v in drv.REGISTERS.items() if k.startswith("ID_")]   # output scalars: ap_vld word
     assert len(used) == len(set(used))
 
 
@@ -60,8 +68,10 @@ def test_register_map_matches_interface_pragmas():
     names = {"op": "OP", "d": "D", "inter": "INTER", "vocab": "VOCAB", "packing": "PACKING", "token": "TOKEN",
              "x": "X_ADDR", "h": "H_ADDR", "emb": "EMB_ADDR", "out": "OUT_ADDR", "layers": "LAYERS"}
     names.update({f"w{p}": f"W{p}_ADDR" for p in range(drv.MAX_WEIGHT_PORT_REGS)})
+    names.update({k.lower(): k for k in drv.REGISTERS if k.startswith("ID_")})   # id_magic -> ID_MAGIC, ...
     assert set(pragmas) <= set(names), sorted(pragmas)
     assert {"w0", "op", "x", "h", "emb", "out", "token", "layers"} <= set(pragmas)
+    assert {k for k in names if k.startswith("id_")} <= set(pragmas)     # every identity word has its pragma
     for port, off in pragmas.items():
         assert drv.REGISTERS[names[port]] == off, port
 
@@ -282,7 +292,9 @@ def test_model_beyond_maxima_refused_before_anything(csim_lib, packed_cache, key
     with pytest.raises(ModelTooLarge, match=what) as e:
         drv.Accelerator(ol, path, limits=limits)
     assert key in str(e.value)
-    assert ol.memory.buffers() == 0 and ol.registers.writes == [] and ol.registers.starts == 0
+    # only the identity call ran (OP_IDENT, start): no buffer, no compute op
+    assert ol.memory.buffers() == 0 and ol.registers.starts == 0 and ol.registers.idents == 1
+    assert ol.registers.writes == [(drv.REGISTERS["OP"], drv.OP_IDENT), (drv.REGISTERS["CTRL"], drv.AP_START)]
 
 
 def test_overlay_maxima_from_emu_and_boards(csim_lib, packed_cache):
@@ -420,6 +432,7 @@ acc = d.Accelerator(emu.Overlay(board="{BOARD}"), {path!r})
 assert np.array_equal(acc.step(3), GoldenModel({path!r}).step(3))
 print("ok")
 """
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(ROOT, "python")]), MMFREE_PYNQ="1")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.path.join(ROOT, "python")]), MMFREE_PYNQ="1",
+               MMFREE_EMU_VIA_PYNQ="0")   # this test stubs pynq itself
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr

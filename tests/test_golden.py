@@ -6,11 +6,16 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from mmfree import numerics as nx
 from mmfree.golden import GoldenModel
-from mmfree.model import HGRNBit
+
+try:  # host only: the board-side run (numpy 1.x, make board-compat) has no torch
+    import torch
+    from mmfree.model import HGRNBit
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None, reason="compares with the torch reference (host only)")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,6 +31,7 @@ def torch_greedy(m, prompt, n):
     return out
 
 
+@needs_torch
 @pytest.mark.parametrize("shape", ["tiny", "odd", "wide"])
 @pytest.mark.parametrize("packing", ["2bit", "base3"])
 def test_golden_vs_torch_logits_and_greedy(packed_cache, shape, packing):

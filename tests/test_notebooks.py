@@ -35,9 +35,11 @@ def test_notebook_set_and_links():
     # `pynq get-notebooks` copies the folder of the `pynq.notebooks` entry point's module
     import mmfree.notebooks as m
     assert os.path.samefile(list(m.__path__)[0], PKG_NB)
-    with open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8") as f:
-        text = f.read()
-    assert 'mmfree = "mmfree.notebooks"' in text and '"notebooks/*.ipynb"' in text
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")     # the package metadata (setup.cfg)
+    assert cfg["options.entry_points"]["pynq.notebooks"].split() == ["mmfree", "=", "mmfree.notebooks"]
+    assert "notebooks/*.ipynb" in cfg["options.package_data"]["mmfree"].split()
 
 
 def _check_clean(nb, where):

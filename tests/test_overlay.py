@@ -518,14 +518,12 @@ def test_docs_table_is_the_model_output():
 # packaging
 
 def test_entry_points_and_manifest():
-    try:
-        import tomllib
-    except ImportError:  # Python < 3.11
-        tomllib = pytest.importorskip("tomli")
-    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
-        ep = tomllib.load(f)["project"]["entry-points"]
-    assert ep["pynq.overlays"] == {"mmfree": "mmfree.overlays"}
-    assert ep["pynq.notebooks"] == {"mmfree": "mmfree.notebooks"}
+    import configparser
+    cfg = configparser.ConfigParser()
+    cfg.read(os.path.join(ROOT, "setup.cfg"), encoding="utf-8")     # the package metadata (setup.cfg)
+    ep = cfg["options.entry_points"]
+    assert ep["pynq.overlays"].split() == ["mmfree", "=", "mmfree.overlays"]
+    assert ep["pynq.notebooks"].split() == ["mmfree", "=", "mmfree.notebooks"]
     for mod in ("overlays", "notebooks"):
         assert os.path.isfile(os.path.join(ROOT, "python", "mmfree", mod, "__init__.py"))
     m = B.manifest()
@@ -562,3 +560,20 @@ def test_overlay_path_explains_what_to_do(tmp_path, monkeypatch):
     monkeypatch.setattr(B, "detect_board", lambda *a, **k: None)
     with pytest.raises(ConfigError, match="not running on a known board"):
         B.overlay_path()
+
+
+@pytest.mark.parametrize("board,act,ok", [("kv260", "333.333", False), ("kv260", "249.997501", True),
+                                          ("zcu104", "299.997009", True), ("pynq-z2", "142.857", False)])
+def test_block_design_checks_the_pl_clock_vivado_makes(board, act, ok, tmp_path):
+    """The PS's ACT_FREQMHZ (what the PLL divisors really give) must be boards.json clock_mhz within 0.5 %:
+    KV260's 1000 MHz IOPLL cannot make 300 MHz (it gives 333.3), so the build stops naming the choices."""
+    bdir = make_params(board, tmp_path)
+    name = B.get(board)["overlay_name"]
+    _, err = run_stub(bdir, str(bdir / (name + ".tcl")), expect_error=not ok,
+                      pre="set ::stub_version %s; set ::stub_ret(get_projects) p; set ::stub_act_mhz %s"
+                          % (B.get(board)["vivado_version"], act))
+    if ok:
+        assert err is None
+    else:
+        assert "PL clock 0 comes out at %s MHz, boards.json clock_mhz asks %s MHz" % (act, B.get(board)["clock_mhz"]) in err
+        assert "MHz / n" in err

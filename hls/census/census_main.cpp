@@ -72,6 +72,7 @@ int main(int argc, char **argv) {
     census::Recorder::get().specs = CENSUS_ARRAY_SPECS;
     census::Recorder::get().nspecs = sizeof(CENSUS_ARRAY_SPECS) / sizeof(CENSUS_ARRAY_SPECS[0]);
     std::vector<uint8_t> r_arena, r_x, r_h, r_out, r_emb;
+    uint32_t idr[8];
     for (int packing = 0; packing < 2; packing++) {
         const uint64_t ab = arena_bytes(L, d, inter, vocab, packing);
         uint8_t *arena = aligned<uint8_t>(r_arena, ab);
@@ -97,7 +98,7 @@ int main(int argc, char **argv) {
             for (int t = 0; t < 2; t++)
                 mmfree_kernel(op, (uint32_t)d, (uint32_t)inter, (uint32_t)vocab, (uint32_t)packing, (uint32_t)(3 + t),
                               (uint32_t)L, px, ph, pemb, pout, wport_t((const word_t *)arena, CENSUS_BUNDLE_w0)
-                              MMFREE_WPORTS_AFTER0(CENSUS_W_));
+                              MMFREE_WPORTS_AFTER0(CENSUS_W_), MMFREE_ID_ARGS(idr));
     }
     const census::Recorder &r = census::Recorder::get();
     std::printf("{\"shape\": {\"d\": %d, \"inter\": %d, \"vocab\": %d, \"layers\": %d},\n", d, inter, vocab, L);

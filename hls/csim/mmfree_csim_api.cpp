@@ -1,10 +1,12 @@
 /*
  * Plain C ABI of the C-simulated mmfree_kernel, for the emulator (python/mmfree/csim.py, ctypes).
  *
- *   int mmfree_csim_call(const uint32_t *regs, size_t nregs, resolve, ctx)
+ *   int mmfree_csim_call(uint32_t *regs, size_t nregs, resolve, ctx)
  *
  * regs is an image of the s_axilite register file: regs[offset / 4] holds the 32-bit word at
- * byte offset `offset` (hls/include/mmfree_regs.h). Each address register the op uses is turned
+ * byte offset `offset` (hls/include/mmfree_regs.h). The kernel's output registers, the identity block
+ * MMFREE_REG_ID_* (written by every call, OP_IDENT included: it resolves no address and checks no
+ * other register), are written back into the image, with their ap_vld bits at offset + 4. Each address register the op uses is turned
  * into a host pointer by resolve(addr, nbytes, ctx), nbytes being the extent the op touches
  * (computed from d, I, V, packing); resolve returns NULL for an address outside every buffer.
  * Then the same top function that Vitis HLS synthesizes is called.
@@ -67,12 +69,33 @@ static int resolve_reg(const uint32_t *regs, int off, uint64_t nbytes, mmfree_re
 
 extern "C" {
 
-int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resolve, void *ctx) {
+static const int id_offsets[8] = {MMFREE_REG_ID_MAGIC,     MMFREE_REG_ID_VERSION,   MMFREE_REG_ID_CONFIG,
+                                  MMFREE_REG_ID_MAX_D,     MMFREE_REG_ID_MAX_INTER, MMFREE_REG_ID_MAX_VOCAB,
+                                  MMFREE_REG_ID_MAX_LAYERS, MMFREE_REG_ID_CLOCK_KHZ};
+
+/* the identity words the kernel wrote, into the image (data word + ap_vld at offset + 4) */
+static void store_ident(uint32_t *regs, const uint32_t *idr) {
+    for (int i = 0; i < 8; i++) {
+        regs[id_offsets[i] / 4] = idr[i];
+        regs[id_offsets[i] / 4 + 1] = 1u;
+    }
+}
+
+int mmfree_csim_call(uint32_t *regs, size_t nregs, mmfree_resolve_fn resolve, void *ctx) {
     if (!regs || nregs * 4 < (size_t)MMFREE_REG_SPAN) return MMFREE_CSIM_EREGS;
     const uint32_t op = regs[MMFREE_REG_OP / 4], d = regs[MMFREE_REG_D / 4], inter = regs[MMFREE_REG_INTER / 4];
     const uint32_t vocab = regs[MMFREE_REG_VOCAB / 4], packing = regs[MMFREE_REG_PACKING / 4];
     const uint32_t token = regs[MMFREE_REG_TOKEN / 4], layers = regs[MMFREE_REG_LAYERS / 4];
-    if (op > MMFREE_OP_TOKEN) return MMFREE_CSIM_EOP;
+    uint32_t idr[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    if (op == MMFREE_OP_IDENT) {
+        void *none[MMFREE_MAX_WEIGHT_PORT_REGS] = {0, 0, 0, 0, 0, 0};
+        void **w = none;
+        mmfree_kernel(op, d, inter, vocab, packing, token, layers, 0, 0, 0, 0,
+                      (const word_t *)w[0] MMFREE_WPORTS_AFTER0(MMFREE_CSIM_W_), MMFREE_ID_ARGS(idr));
+        store_ident(regs, idr);
+        return 0;
+    }
+    if (op > MMFREE_OP_IDENT) return MMFREE_CSIM_EOP;
     if (d < 1 || d > (uint32_t)MAX_D || inter < 1 || inter > (uint32_t)MAX_I || vocab < 1 ||
         vocab > (uint32_t)MAX_V || packing > 1u)
         return MMFREE_CSIM_EDIMS;
@@ -110,7 +133,8 @@ int mmfree_csim_call(const uint32_t *regs, size_t nregs, mmfree_resolve_fn resol
             if ((e = resolve_reg(regs, woff[p], wbytes, resolve, ctx, &w[p]))) return e;
     }
     mmfree_kernel(op, d, inter, vocab, packing, token, layers, (word_t *)x, (word_t *)h, (const uint16_t *)emb,
-                  (word_t *)out, (const word_t *)w[0] MMFREE_WPORTS_AFTER0(MMFREE_CSIM_W_));
+                  (word_t *)out, (const word_t *)w[0] MMFREE_WPORTS_AFTER0(MMFREE_CSIM_W_), MMFREE_ID_ARGS(idr));
+    store_ident(regs, idr);
     return 0;
 }
 

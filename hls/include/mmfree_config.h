@@ -62,6 +62,16 @@
 #define MMFREE_MEM_DEPTH   80  /* DDR read latency before the first beat of a burst (~300 ns at 250-300 MHz) */
 #define MMFREE_CALL_CYCLES 8   /* per kernel call: ap_ctrl_hs start/done handshake, scalar register reads */
 
+#ifndef MMFREE_CLOCK_KHZ
+#error "mmfree_board.h must define MMFREE_CLOCK_KHZ (generate it with hls/scripts/gen_board_header.py)"
+#endif
+/* identity block values (hls/include/mmfree_regs.h, MMFREE_REG_ID_*) */
+#define MMFREE_ID_CONFIG_VALUE                                              \
+    (((uint32_t)MMFREE_WEIGHT_PORTS << MMFREE_ID_CONFIG_PORTS_SHIFT) |      \
+     ((uint32_t)MMFREE_PORT_BITS << MMFREE_ID_CONFIG_PORT_BITS_SHIFT) |     \
+     ((uint32_t)MMFREE_FLOAT_LANES << MMFREE_ID_CONFIG_LANES_SHIFT) |       \
+     ((uint32_t)MMFREE_SIGMOID_LANES << MMFREE_ID_CONFIG_SIG_LANES_SHIFT))
+
 namespace mmfree {
 
 static const int PORTS = MMFREE_WEIGHT_PORTS;

@@ -6,14 +6,15 @@
  * and the Python driver parses this file (python/mmfree/csim.py: parse_regs). Keep one
  * `#define NAME 0xOFFSET` per line; stable from version 1 on: new registers only get new offsets
  * (version 2 added W4_ADDR, W5_ADDR for the six weight ports of Zynq UltraScale+ boards; version 3
- * added LAYERS and the whole-token ops BODY and TOKEN: one kernel call per token).
+ * added LAYERS and the whole-token ops BODY and TOKEN: one kernel call per token; version 4 added the
+ * identity block at 0xc0..0xfc and OP_IDENT).
  *
  * Every address register is 64 bits: low word at OFFSET, high word at OFFSET + 4.
  */
 #ifndef MMFREE_REGS_H
 #define MMFREE_REGS_H
 
-#define MMFREE_REGS_VERSION 3
+#define MMFREE_REGS_VERSION 4
 
 /* ap_ctrl_hs block (Vitis HLS standard) */
 #define MMFREE_REG_CTRL        0x00  /* bit0 ap_start, bit1 ap_done, bit2 ap_idle, bit3 ap_ready, bit7 auto_restart */
@@ -51,7 +52,28 @@
 /* 32-bit scalar, version 3 */
 #define MMFREE_REG_LAYERS      0xb8  /* number of layers L for OP_BODY and OP_TOKEN, 1..MMFREE_MAX_LAYERS (board header) */
 
-#define MMFREE_REG_SPAN        0xc0  /* bytes of the register file */
+/* Identity block, version 4: read-only words the kernel writes at the top of EVERY call, whatever the op
+ * and even when the other registers are out of range (output scalars on s_axilite: data word at the
+ * offset, its ap_vld bit, clear on read, at offset + 4). Vitis HLS has no constant read-only register,
+ * so after the bitstream loads these read 0 until the first call: the driver opens with one OP_IDENT
+ * call (it touches no memory; a kernel older than version 4 ignores the unknown op and returns), then
+ * reads the block. A magic other than MMFREE_ID_MAGIC means a stale (version <= 3) or foreign overlay. */
+#define MMFREE_REG_ID_MAGIC      0xc0  /* MMFREE_ID_MAGIC */
+#define MMFREE_REG_ID_VERSION    0xc8  /* MMFREE_REGS_VERSION the kernel was built from */
+#define MMFREE_REG_ID_CONFIG     0xd0  /* weight ports [7:0], port bits [15:8], float lanes [23:16], sigmoid lanes [31:24] */
+#define MMFREE_REG_ID_MAX_D      0xd8  /* compiled MMFREE_MAX_D */
+#define MMFREE_REG_ID_MAX_INTER  0xe0  /* compiled MMFREE_MAX_INTER */
+#define MMFREE_REG_ID_MAX_VOCAB  0xe8  /* compiled MMFREE_MAX_VOCAB */
+#define MMFREE_REG_ID_MAX_LAYERS 0xf0  /* compiled MMFREE_MAX_LAYERS */
+#define MMFREE_REG_ID_CLOCK_KHZ  0xf8  /* the build's clock target in kHz (boards.json clock_mhz) */
+
+#define MMFREE_ID_MAGIC 0x4d4d4652     /* "MMFR" */
+#define MMFREE_ID_CONFIG_PORTS_SHIFT     0
+#define MMFREE_ID_CONFIG_PORT_BITS_SHIFT 8
+#define MMFREE_ID_CONFIG_LANES_SHIFT     16
+#define MMFREE_ID_CONFIG_SIG_LANES_SHIFT 24
+
+#define MMFREE_REG_SPAN        0x100 /* bytes of the register file (8 address bits) */
 #define MMFREE_MAX_WEIGHT_PORT_REGS 6
 
 /* ops */
@@ -60,6 +82,7 @@
 #define MMFREE_OP_HEAD  2  /* out = lm_head(RMSNorm(x)) logits */
 #define MMFREE_OP_BODY  3  /* EMBED of TOKEN, then layers 0..LAYERS-1 in order from the arena (a prompt token) */
 #define MMFREE_OP_TOKEN 4  /* BODY, then HEAD from the arena: one whole decode token, logits in OUT */
+#define MMFREE_OP_IDENT 5  /* only the identity block (every call writes it); no memory access */
 
 /* packings (python/mmfree/packed.py) */
 #define MMFREE_PACK_2BIT  0

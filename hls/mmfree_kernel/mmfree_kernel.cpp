@@ -13,6 +13,7 @@
  * datapath has one call site: one layer, one head, and inside them one instance of each building
  * block (ALLOCATION function limit=1 where a block serves several projections).
  * The sequence is golden.py's GoldenModel.layer / head / embed, operation for operation.
+ *   OP_IDENT  nothing but the identity block, which every call writes first (mmfree_regs.h MMFREE_REG_ID_*)
  * Registers outside their bounds (d > MAX_D, ...) make the call return without touching memory.
  */
 #include "mmfree_kernel.h"
@@ -247,7 +248,9 @@ void op_head(int d, int vocab, int packing, uint64_t wb, bool x_in, ioport_t x, 
 
 void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint32_t packing, uint32_t token,
                    uint32_t layers, ioport_t x, ioport_t h, embport_t emb, ioport_t out,
-                   MMFREE_WPORT_PARAMS) {
+                   MMFREE_WPORT_PARAMS, uint32_t *id_magic, uint32_t *id_version, uint32_t *id_config,
+                   uint32_t *id_max_d, uint32_t *id_max_inter, uint32_t *id_max_vocab, uint32_t *id_max_layers,
+                   uint32_t *id_clock_khz) {
 #pragma HLS INTERFACE s_axilite port=return bundle=control
 #pragma HLS INTERFACE s_axilite port=op offset=0x10 bundle=control
 #pragma HLS INTERFACE s_axilite port=d offset=0x18 bundle=control
@@ -286,6 +289,23 @@ void mmfree_kernel(uint32_t op, uint32_t d, uint32_t inter, uint32_t vocab, uint
 #pragma HLS INTERFACE m_axi port=w5 offset=slave bundle=gmem_w5 depth=MMFREE_DEPTH_W max_read_burst_length=64 num_read_outstanding=4
 #pragma HLS INTERFACE s_axilite port=w5 offset=0xac bundle=control
 #endif
+#pragma HLS INTERFACE s_axilite port=id_magic offset=0xc0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_version offset=0xc8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_config offset=0xd0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_d offset=0xd8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_inter offset=0xe0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_vocab offset=0xe8 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_max_layers offset=0xf0 bundle=control
+#pragma HLS INTERFACE s_axilite port=id_clock_khz offset=0xf8 bundle=control
+    /* identity block: every call, before any check (OP_IDENT does nothing else) */
+    *id_magic = MMFREE_ID_MAGIC;
+    *id_version = MMFREE_REGS_VERSION;
+    *id_config = MMFREE_ID_CONFIG_VALUE;
+    *id_max_d = (uint32_t)MAX_D;
+    *id_max_inter = (uint32_t)MAX_I;
+    *id_max_vocab = (uint32_t)MAX_V;
+    *id_max_layers = (uint32_t)MAX_LAYERS;
+    *id_clock_khz = MMFREE_CLOCK_KHZ;
     /* m_axi FIFOs: a weight port streams one beat per cycle; DDR answers the first beat of a burst ~100-150
      * cycles after the request (MMFREE_MEM_DEPTH is the model's figure), so 4 outstanding x 64-beat bursts
      * (256 beats in flight) cover the bandwidth-latency product with margin: 1 BRAM36 per port, where

@@ -30,6 +30,7 @@ def header(board: str) -> str:
         '#define MMFREE_BOARD_NAME "%s"' % board,
         '#define MMFREE_PART "%s"' % b["part"],
         "#define MMFREE_CLOCK_MHZ %d" % int(b["clock_mhz"]),
+        "#define MMFREE_CLOCK_KHZ %d" % int(round(float(b["clock_mhz"]) * 1000)),
         "#define MMFREE_WEIGHT_PORTS %d" % int(b["weight_ports"]),
         "#define MMFREE_PORT_BITS %d" % int(b["port_bits"]),
         "#define MMFREE_MAX_D %d" % int(b["max_d"]),

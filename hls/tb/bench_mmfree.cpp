@@ -27,7 +27,9 @@ int main(int argc, char **argv) {
             for (int i = 0; i < d; i++) { s = s * 1664525u + 1013904223u; x[i] = ((s >> 8) & 0xffff) / 32768.0f - 1.0f; }
             auto t0 = std::chrono::steady_clock::now();
             const word_t *w = (const word_t *)blob;
-            mmfree_kernel(1, d, I, 32000, packing, 0, 1, (word_t *)x.data(), (word_t *)h.data(), 0, 0, w MMFREE_WPORTS_AFTER0(BENCH_W_));
+            uint32_t idr[8];
+            mmfree_kernel(1, d, I, 32000, packing, 0, 1, (word_t *)x.data(), (word_t *)h.data(), 0, 0,
+                          w MMFREE_WPORTS_AFTER0(BENCH_W_), MMFREE_ID_ARGS(idr));
             t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
         }
         std::sort(t.begin(), t.end());

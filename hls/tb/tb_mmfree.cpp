@@ -227,8 +227,14 @@ int run_file(const char *path) {
     ::mmfree::csim_state().trace = outputs_only ? 0 : on_trace;
     ::mmfree::csim_state().ctx = &c;
     const word_t *w = (const word_t *)blob.p;
+    uint32_t idr[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     mmfree_kernel(op, d, inter, vocab, packing, token, layers, (word_t *)x.p, (word_t *)h.p, (const uint16_t *)emb.p,
-                  (word_t *)out.p, w MMFREE_WPORTS_AFTER0(TB_W_));
+                  (word_t *)out.p, w MMFREE_WPORTS_AFTER0(TB_W_), MMFREE_ID_ARGS(idr));
+    if (idr[0] != MMFREE_ID_MAGIC || idr[1] != MMFREE_REGS_VERSION) {
+        std::printf("ERROR: %s: identity block magic 0x%08x version %u, expected 0x%08x version %d\n", path, idr[0],
+                    idr[1], MMFREE_ID_MAGIC, MMFREE_REGS_VERSION);
+        return 1;
+    }
     ::mmfree::csim_state().trace = 0;
 
     long bad = c.mismatches;

@@ -79,7 +79,29 @@ proc ::mmfree::create_ps_zynqmp {} {
         lappend cfg CONFIG.[dict get $hp enable] {1} CONFIG.[dict get $hp width_param] $MMFREE(port_bits)
     }
     set_property -dict $cfg $ps
+    ::mmfree::check_pl_clock $ps CONFIG.PSU__CRL_APB__PL${clk}_REF_CTRL__ACT_FREQMHZ
     return $ps
+}
+
+# The clock Vivado really makes for PL clock 0 (ACT_FREQMHZ) must be the build's clock_mhz within 0.5 %:
+# PYNQ programs IOPLL divisors only, so a frequency the PLL does not divide into (300 MHz from KV260's
+# 1000 MHz IOPLL) comes out elsewhere (333.3 MHz) and the kernel would run untimed.
+proc ::mmfree::check_pl_clock {ps prop} {
+    global MMFREE
+    set act [get_property $prop $ps]
+    set want $MMFREE(clock_mhz)
+    if {$act eq ""} {
+        puts "WARNING: mmfree: $prop could not be read; PL clock 0 not checked against $want MHz"
+        return
+    }
+    if {abs($act - $want) > 0.005 * $want} {
+        set pll [dict get $MMFREE(pl_clock) pll_mhz]
+        error "mmfree: PL clock 0 comes out at $act MHz, boards.json clock_mhz asks $want MHz: the PS makes PL clocks as\
+ [dict get $MMFREE(pl_clock) source] $pll MHz / n and PYNQ writes only those divisors; set clock_mhz in\
+ python/mmfree/data/boards.json to one of them ([format %.1f [expr {$pll / 3.0}]], [format %.1f [expr {$pll / 4.0}]],\
+ [format %.1f [expr {$pll / 5.0}]] MHz ...) and rebuild from make hls"
+    }
+    puts "mmfree: PL clock 0 = $act MHz (boards.json clock_mhz $want)"
 }
 
 # --- Zynq-7000 PS -------------------------------------------------------------------------------
@@ -106,6 +128,7 @@ proc ::mmfree::create_ps_zynq7 {} {
         lappend cfg CONFIG.[dict get $hp enable] {1} CONFIG.[dict get $hp width_param] $MMFREE(port_bits)
     }
     set_property -dict $cfg $ps
+    ::mmfree::check_pl_clock $ps CONFIG.PCW_ACT_FPGA${clk}_PERIPHERAL_FREQMHZ
     return $ps
 }
 

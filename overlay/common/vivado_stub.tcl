@@ -3,6 +3,7 @@
 #   ::stub_version            what `version -short` returns
 #   ::stub_slack(setup|hold)  worst slacks the timing gate sees
 #   ::stub_ret(<command>)     fixed return value for a command
+#   ::stub_act_mhz            what get_property returns for a PS clock's ACT_..FREQMHZ (unset: "")
 set ::stub_calls {}
 set ::stub_version 2022.1
 array set ::stub_slack {setup 0.125 hold 0.010}
@@ -30,7 +31,10 @@ proc unknown {args} {
                 SLACK { return $::stub_slack([expr {$obj eq "paths_hold" ? "hold" : "setup"}]) }
                 PROGRESS { return "100%" }
                 STATUS { return "route_design Complete!" }
-                default { return "" }
+                default {
+                    if {[string match *_ACT_*FREQMHZ $prop] && [info exists ::stub_act_mhz]} { return $::stub_act_mhz }
+                    return ""
+                }
             }
         }
         make_wrapper { return "stub_wrapper.v" }

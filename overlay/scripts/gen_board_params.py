@@ -81,7 +81,8 @@ def params(board, ip_repo):
         names = ", ".join(k for k in raw if not k.startswith("_"))
         raise SystemExit("gen_board_params: unknown board %r; boards.json knows: %s" % (board, names))
     b, k = raw[board], raw["_kernel"]
-    vals = dict(b)
+    # prose the build does not read (sources, what the power sensor measures) stays out of the Tcl
+    vals = {key: v for key, v in b.items() if key not in ("sources", "power_sensor")}
     vals["board"] = board
     vals["kernel_top"] = k["top"]
     vals["kernel_vlnv"] = k["vlnv"]

@@ -142,6 +142,10 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
         out["kernel_call_s"] = {op: _stats(ts) for op, ts in per_call.items() if ts}
         out["layer_s"] = out["kernel_call_s"].get("LAYER")
         out["bytes_streamed_per_token"] = streamed_bytes_per_token(backend.acc.packed)
+        clock = getattr(backend.acc, "clock_mhz", None)
+        if clock is not None:  # the PL clock the image set (pynq.Clocks; the emulator's stand-in) and the target
+            out["pl_clock_mhz"] = clock
+            out["pl_clock_target_mhz"] = getattr(backend.acc, "clock_target_mhz", None)
     return out
 
 
@@ -196,7 +200,8 @@ def run_cli(args) -> int:
             print(f"modeled on {args.project} ({r.get('size', r.get('model'))}, {packing}); every figure is modeled")
             _print_table([
                 ("decode tokens/s", f"{r['decode_tokens_per_s']:.1f}"),
-                ("DDR ceiling tokens/s", f"{r['ddr_ceiling_tokens_per_s']:.1f} (peak {r['ddr_peak_gbps']:.1f} GB/s)"),
+                ("DDR ceiling tokens/s", f"{r['ddr_ceiling_tokens_per_s']:.1f} (peak {r['ddr_peak_gbps']:.2f} GB/s)"),
+                ("PL clock MHz", f"{r['clock_mhz']:g} ({r['clock_source']})"),
                 ("DDR efficiency", f"{r['ddr_efficiency']:.2f} ({r['ddr_efficiency_source']})"),
                 ("weight stream ms", f"{1e3 * r['stream_s']:.3f} (bound by {r['stream_bound_by']})"),
                 ("compute beyond stream ms", f"{1e3 * r['compute_beyond_stream_s']:.3f}"),
@@ -221,6 +226,13 @@ def run_cli(args) -> int:
         backend.close()
     r["model"] = model
     r["label"] = "measured on a board" if name == "pynq" else "measured here (this host's CPU)"
+    if name == "pynq" and r.get("pl_clock_mhz"):  # the model at the clock the board really runs, for comparison
+        acc = getattr(backend, "acc", None)
+        if acc is not None:
+            c = acc.config
+            r["modeled_at_pl_clock"] = perf.project(acc.board, c.hidden_size, c.num_hidden_layers,
+                                                    c.intermediate_size, c.vocab_size, acc.packed.packing,
+                                                    clock_mhz=r["pl_clock_mhz"])["decode_tokens_per_s"]
     if args.json:
         print(json.dumps(r))
         return 0
@@ -236,5 +248,10 @@ def run_cli(args) -> int:
                  ("bytes streamed/token", f"{r['bytes_streamed_per_token'] / 1e6:.3f} MB")]
         for op, s in r["kernel_call_s"].items():
             rows.append((f"{op} call ms", f"{1e3 * s['median']:.3f} (n={s['n']})"))
+    if r.get("pl_clock_mhz") is not None:
+        where = "pynq.Clocks.fclk0_mhz" if name == "pynq" else "emulated image"
+        rows.append(("PL clock MHz", f"{r['pl_clock_mhz']:.3f} ({where}; build target {r['pl_clock_target_mhz']:.3f})"))
+    if "modeled_at_pl_clock" in r:
+        rows.append(("modeled decode tok/s", f"{r['modeled_at_pl_clock']:.1f} (modeled at the PL clock above)"))
     _print_table(rows)
     return 0

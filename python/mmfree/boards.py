@@ -7,7 +7,7 @@ finds the overlay (``.bit`` + ``.hwh``) for a board, and estimates the PL resour
 
     >>> from mmfree import boards
     >>> b = boards.get("kv260"); b["clock_mhz"], b["weight_ports"]
-    (300, 4)
+    (250, 6)
     >>> boards.detect_board()          # None off-board
     >>> boards.overlay_path("kv260")   # raises OverlayMissing with instructions until built
 
@@ -175,7 +175,9 @@ def m_axi_bundles(board):
     return ["%s%d" % (k["weight_bundle_prefix"], i) for i in range(b["weight_ports"])] + list(k["io_bundles"])
 
 
-_ALIASES = {"pynqz2": "pynq-z2", "kria": "kv260", "k26": "kv260"}
+# KR260 carries the same K26 SOM and runs KV260 bitstreams (the overlay uses no carrier I/O), as
+# PYNQ-HelloWorld's resizer.bit.link does
+_ALIASES = {"pynqz2": "pynq-z2", "kria": "kv260", "k26": "kv260", "kr260": "kv260"}
 
 
 def normalize(name):
@@ -229,6 +231,33 @@ def detect_board(environ=None, root="/"):
 # ----------------------------------------------------------------------------------------------
 # overlays: python/mmfree/overlays/<overlay_name>.bit + .hwh (found by pynq through the
 # `pynq.overlays` entry point), manifest.json with the release URL and sha256 of each
+
+def cma_table(sizes=None, packings=("base3", "2bit")):
+    """[(board, size, packing, needed_bytes, stock_bytes, fits)] for every board and released model size:
+    the CMA the driver allocates (mmfree.driver.buffer_plan, whole pages, 8 KiB minimum per buffer)
+    against the board image's stock CMA (boards.json cma_bytes; its source under sources.cma)."""
+    from types import SimpleNamespace
+    from . import driver
+    from .cycles import MODELS
+    rows = []
+    for board in names():
+        stock = get(board)["cma_bytes"]
+        for size, (d, layers, inter, vocab) in (sizes or MODELS).items():
+            cfg = SimpleNamespace(hidden_size=d, intermediate_size=inter, vocab_size=vocab, num_hidden_layers=layers)
+            for packing in packings:
+                need = sum(driver.cma_footprint(nb) for _, _, _, nb in driver.buffer_plan(cfg, packing))
+                rows.append((board, size, packing, need, stock, need <= stock))
+    return rows
+
+
+def cma_markdown():
+    """The CMA table as markdown (docs/boards.md embeds this output; tests compare)."""
+    out = ["| board | stock CMA | model | packing | CMA needed | fits the stock CMA |", "|---|---|---|---|---|---|"]
+    for board, size, packing, need, stock, fits in cma_table():
+        out.append("| %s | %d MiB | %s | %s | %.1f MiB | %s |" % (board, stock // 2**20, size, packing, need / 2**20,
+                                                                 "yes" if fits else "**no**"))
+    return "\n".join(out)
+
 
 def overlay_dir():
     """The folder pynq searches for our overlays (the `pynq.overlays` entry point: mmfree.overlays)."""
@@ -373,5 +402,6 @@ def estimate_table():
     return "\n".join(rows)
 
 
-if __name__ == "__main__":  # python -m mmfree.boards: the estimate table
-    print(estimate_table())
+if __name__ == "__main__":  # python -m mmfree.boards: the estimate table; --cma: the CMA table
+    import sys
+    print(cma_markdown() if "--cma" in sys.argv[1:] else estimate_table())

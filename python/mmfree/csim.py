@@ -55,7 +55,7 @@ def parse_regs(path: str = REGS_HEADER) -> Dict[str, int]:
 
 REGS = parse_regs()
 OP_EMBED, OP_LAYER, OP_HEAD = REGS["OP_EMBED"], REGS["OP_LAYER"], REGS["OP_HEAD"]
-OP_BODY, OP_TOKEN = REGS["OP_BODY"], REGS["OP_TOKEN"]
+OP_BODY, OP_TOKEN, OP_IDENT = REGS["OP_BODY"], REGS["OP_TOKEN"], REGS["OP_IDENT"]
 REG = {k[4:]: v for k, v in REGS.items() if k.startswith("REG_")}  # "OP" -> 0x10, "X_ADDR" -> 0x40, ...
 ADDR_REGS = tuple(k for k in REG if k.endswith("_ADDR"))
 REG_SPAN = REG["SPAN"]
@@ -175,7 +175,8 @@ class Csim:
 
     # ------------------------------------------------------------------ calls
     def call(self, regs: np.ndarray, resolve: Callable[[int, int], Optional[int]]) -> None:
-        """Run one kernel call. resolve(addr, nbytes) -> host address (int) or None."""
+        """Run one kernel call. resolve(addr, nbytes) -> host address (int) or None. The kernel's output
+        registers (the identity block) are written into ``regs``."""
         img = np.ascontiguousarray(regs, dtype=np.uint32)
 
         def _resolve(addr, nbytes, _ctx):
@@ -186,6 +187,8 @@ class Csim:
 
         cb = RESOLVE_FN(_resolve)
         code = self.lib.mmfree_csim_call(img.ctypes.data_as(ctypes.POINTER(ctypes.c_uint32)), img.size, cb, None)
+        if img is not regs and isinstance(regs, np.ndarray):
+            regs[:img.size] = img  # output registers back into the caller's image
         if code:
             raise CsimError(self.describe(code, img))
 

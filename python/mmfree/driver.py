@@ -46,22 +46,28 @@ VLNV = "xilinx.com:hls:mmfree_kernel:1.0"
 VLNV_PREFIX = "xilinx.com:hls:mmfree_kernel:"
 
 # ---------------------------------------------------------------------------------------------
-# register map (hls/include/mmfree_regs.h, version 3: six weight-port address registers, LAYERS,
-# whole-token ops BODY and TOKEN)
+# register map (hls/include/mmfree_regs.h, version 4: six weight-port address registers, LAYERS,
+# whole-token ops BODY and TOKEN, the identity block ID_* and OP_IDENT)
 # ---------------------------------------------------------------------------------------------
-REGS_VERSION = 3
+REGS_VERSION = 4
 REGISTERS: Dict[str, int] = {
     "CTRL": 0x00, "GIE": 0x04, "IER": 0x08, "ISR": 0x0C,
     "OP": 0x10, "D": 0x18, "INTER": 0x20, "VOCAB": 0x28, "PACKING": 0x30, "TOKEN": 0x38,
     "X_ADDR": 0x40, "H_ADDR": 0x4C, "EMB_ADDR": 0x58, "OUT_ADDR": 0x64,
     "W0_ADDR": 0x70, "W1_ADDR": 0x7C, "W2_ADDR": 0x88, "W3_ADDR": 0x94, "W4_ADDR": 0xA0, "W5_ADDR": 0xAC,
     "LAYERS": 0xB8,
+    "ID_MAGIC": 0xC0, "ID_VERSION": 0xC8, "ID_CONFIG": 0xD0, "ID_MAX_D": 0xD8, "ID_MAX_INTER": 0xE0,
+    "ID_MAX_VOCAB": 0xE8, "ID_MAX_LAYERS": 0xF0, "ID_CLOCK_KHZ": 0xF8,
 }
-REG_SPAN = 0xC0
+REG_SPAN = 0x100
 MAX_WEIGHT_PORT_REGS = 6
 AP_START, AP_DONE, AP_IDLE, AP_READY = 0x1, 0x2, 0x4, 0x8
-OP_EMBED, OP_LAYER, OP_HEAD, OP_BODY, OP_TOKEN = 0, 1, 2, 3, 4
-OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD", OP_BODY: "BODY", OP_TOKEN: "TOKEN"}
+OP_EMBED, OP_LAYER, OP_HEAD, OP_BODY, OP_TOKEN, OP_IDENT = 0, 1, 2, 3, 4, 5
+OP_NAMES = {OP_EMBED: "EMBED", OP_LAYER: "LAYER", OP_HEAD: "HEAD", OP_BODY: "BODY", OP_TOKEN: "TOKEN",
+            OP_IDENT: "IDENT"}
+ID_MAGIC = 0x4D4D4652  # "MMFR"
+ID_CONFIG_SHIFTS = {"weight_ports": 0, "port_bits": 8, "float_lanes": 16, "sigmoid_lanes": 24}  # 8-bit fields of ID_CONFIG
+CLOCK_TOLERANCE = 0.005  # a PL clock this far from the build's target is reported
 PACKING_CODE = {"2bit": 0, "base3": 1}
 
 # ---------------------------------------------------------------------------------------------
@@ -230,6 +236,23 @@ class MMFreeKernel(_Base):
             raise DeviceError(f"mmfree_kernel is not idle (CTRL={ctrl:#x}) before the first call: a previous "
                               "run hung or is still running; reload the overlay")
 
+    def identify(self, timeout_s: float = 1.0) -> dict:
+        """Run one OP_IDENT call and read the identity block: {magic, regs_version, weight_ports, port_bits,
+        float_lanes, sigmoid_lanes, max_d, max_inter, max_vocab, max_layers, clock_mhz}. The block is written by every call
+        (Vitis HLS has no constant read-only register), so it reads 0 until the first call: hence the call.
+        A kernel older than register map version 4 ignores the unknown op, returns at once and leaves 0s."""
+        self.write_reg("OP", OP_IDENT, cached=False)
+        self.start()
+        self.wait(timeout_s, "op IDENT (reading the identity registers at open)")
+        ident = {"magic": self.read_reg("ID_MAGIC"), "regs_version": self.read_reg("ID_VERSION")}
+        cfg = self.read_reg("ID_CONFIG")
+        for key, shift in ID_CONFIG_SHIFTS.items():
+            ident[key] = (cfg >> shift) & 0xFF
+        for key in ("max_d", "max_inter", "max_vocab", "max_layers"):
+            ident[key] = self.read_reg("ID_" + key.upper())
+        ident["clock_mhz"] = self.read_reg("ID_CLOCK_KHZ") / 1000.0
+        return ident
+
 
 # ---------------------------------------------------------------------------------------------
 # the accelerator: model in buffers, token schedule
@@ -259,6 +282,71 @@ def find_kernel(overlay):
     raise DeviceError(f"the overlay has no {VLNV_PREFIX}* IP (it has: {', '.join(types) or 'no IP'})")
 
 
+class StaleOverlay(DeviceError):
+    """The overlay's mmfree_kernel was built from another register map or for another board."""
+
+
+def check_identity(ident: dict, board: Optional[str] = None) -> dict:
+    """Refuse a stale or foreign overlay (StaleOverlay, saying what was found and what was expected); returns
+    the overlay's limits {max_d, max_inter, max_vocab, max_layers, weight_ports} from its identity block."""
+    found_magic = int(ident.get("magic", 0))
+    rebuild = ("rebuild the overlay from this source tree (make overlay BOARD={b}; docs/boards.md) or install "
+               "the mmfree version that built it").format(b=board or "<board>")
+    if found_magic != ID_MAGIC:
+        if found_magic == 0:
+            what = ("no identity block (0x00000000 at ID_MAGIC 0xc0): a stale overlay, built from register map "
+                    f"version 3 or older")
+        else:
+            what = f"ID_MAGIC 0x{found_magic:08x}: not an mmfree kernel (a foreign IP under the same VLNV)"
+        raise StaleOverlay(f"stale or foreign overlay: found {what}; expected ID_MAGIC 0x{ID_MAGIC:08x} ('MMFR') "
+                           f"and register map version {REGS_VERSION}. {rebuild[0].upper() + rebuild[1:]}")
+    if ident.get("regs_version") != REGS_VERSION:
+        raise StaleOverlay(f"stale overlay: its kernel speaks register map version {ident.get('regs_version')}, this "
+                           f"driver version {REGS_VERSION} (hls/include/mmfree_regs.h); {rebuild}")
+    if board:
+        b = board_params(board)
+        want = (b["weight_ports"], b["port_bits"])
+        have = (ident.get("weight_ports"), ident.get("port_bits"))
+        if have != want:
+            raise StaleOverlay(f"foreign overlay: built for {have[0]} weight ports of {have[1]} bits, board {b['name']} "
+                               f"has {want[0]} of {want[1]} (boards.json): an overlay for another board; {rebuild}")
+    return {k: int(ident[k]) for k in ("max_d", "max_inter", "max_vocab", "max_layers", "weight_ports")}
+
+
+def read_pl_clock(overlay=None, index: int = 0) -> Optional[float]:
+    """The PL clock ``index`` in MHz as the board runs it now: the emulated overlay's ``fclk_mhz``, else
+    ``pynq.Clocks.fclk<index>_mhz`` (read from the PS clock registers after the bitstream loaded). None when
+    it cannot be read (pynq absent, or not on a board)."""
+    own = getattr(overlay, "fclk_mhz", None) if overlay is not None else None
+    if own is not None:
+        return float(own)
+    if not HAVE_PYNQ:
+        return None
+    try:
+        from pynq import Clocks
+        return float(getattr(Clocks, f"fclk{index}_mhz"))
+    except Exception:  # off-board pynq: no PS clock registers
+        return None
+
+
+def check_clock(actual_mhz: Optional[float], target_mhz: Optional[float], board: Optional[str] = None) -> Optional[str]:
+    """A warning text when the PL clock differs from the build's target by more than CLOCK_TOLERANCE, else None."""
+    if actual_mhz is None or not target_mhz:
+        return None
+    if abs(actual_mhz - target_mhz) <= CLOCK_TOLERANCE * target_mhz:
+        return None
+    hint = ""
+    if board:
+        pll = board_params(board)["pl_clock"].get("pll_mhz")
+        if pll:
+            hint = (f"; on {board} PYNQ makes PL clocks as IOPLL {pll:g} MHz / n "
+                    f"({', '.join(f'{pll / n:.1f}' for n in range(3, 9))} MHz)")
+    return (f"PL clock 0 runs at {actual_mhz:.3f} MHz, the overlay was built for {target_mhz:.3f} MHz{hint}. "
+            f"Performance figures use {actual_mhz:.3f} MHz; if it is faster than the build's target, timing was "
+            "not closed for it: rebuild the overlay for the clock the image can make (boards.json clock_mhz) or "
+            "set it with pynq.Clocks.fclk0_mhz")
+
+
 def overlay_limits(overlay=None, board: Optional[str] = None) -> dict:
     """Compiled maxima and weight ports: the overlay's own (the emulator knows its build), else boards.json."""
     own = getattr(overlay, "mmfree_limits", None) if overlay is not None else None
@@ -284,7 +372,7 @@ def cma_available(overlay=None, board: Optional[str] = None) -> int:
     return int(board_params(board or detect_board() or "kv260")["cma_bytes"])
 
 
-def check_fits(cfg, packing: str, limits: dict, cma_bytes: int, arena: bool = True) -> int:
+def check_fits(cfg, packing: str, limits: dict, cma_bytes: int, arena: bool = True, board: Optional[str] = None) -> int:
     """Raise ModelTooLarge if the model exceeds the overlay's maxima or the CMA; returns CMA bytes needed
     (for the arena plan, or the per-layer plan with ``arena=False``: never less than the arena's)."""
     dims = (("hidden_size", cfg.hidden_size, "max_d"), ("intermediate_size", cfg.intermediate_size, "max_inter"),
@@ -295,9 +383,26 @@ def check_fits(cfg, packing: str, limits: dict, cma_bytes: int, arena: bool = Tr
                                 "this overlay cannot run it (build one for a larger board or use a smaller model)")
     need = sum(cma_footprint(nb) for _, _, _, nb in buffer_plan(cfg, packing, arena))
     if need > cma_bytes:
-        raise ModelTooLarge(f"model needs {need / 2**20:.1f} MiB of contiguous (CMA) memory, {cma_bytes / 2**20:.1f} "
-                            "MiB are available; use a smaller model or enlarge CMA (cma= boot argument)")
+        raise ModelTooLarge(cma_message(need, cma_bytes, board, packing))
     return need
+
+
+def cma_message(need: int, have: int, board: Optional[str] = None, packing: Optional[str] = None) -> str:
+    """What a model too large for the CMA needs, and how to get it on the board's image."""
+    b = boards.normalize(board) if board else None
+    smaller = "use a smaller model" + (" or the base3 packing (about 15 % smaller)" if packing == "2bit" else "")
+    msg = (f"model needs {need / 2**20:.1f} MiB of contiguous (CMA) memory, {have / 2**20:.1f} MiB are free "
+           f"(CmaFree in /proc/meminfo on a board); {-(-(need - have) // 2**20)} MiB more are needed. ")
+    if b == "kv260":
+        how = ("On Kria Ubuntu the CMA (1000 MiB) is set by the boot script's cma= argument: free CMA first "
+               f"(close other overlays and notebooks that hold buffers), or {smaller}.")
+    elif b in ("zcu104", "pynq-z2"):
+        how = ("On PYNQ SD images the CMA is the device-tree node reserved-memory/linux,cma (size), not a cma= "
+               "boot argument: enlarge its size in the image's device tree and reboot (docs/boards.md, "
+               f"'A larger CMA'), or {smaller}.")
+    else:
+        how = f"{smaller[0].upper() + smaller[1:]}, or enlarge the CMA (docs/boards.md, 'A larger CMA')."
+    return msg + how
 
 
 class Accelerator:
@@ -318,15 +423,26 @@ class Accelerator:
         self.d, self.inter, self.vocab = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
         self.n_layers = cfg.num_hidden_layers
         self.overlay, self.timeout_s = overlay, timeout_s
-        self.limits = dict(limits) if limits else overlay_limits(overlay, board)
+        self.board = boards.normalize(board or getattr(overlay, "board", None) or detect_board() or "kv260")
+        # the kernel first: its identity block says what it was built for (a stale overlay stops here)
+        self.ip = find_kernel(overlay)
+        self.ip.check_idle()
+        self.identity = self.ip.identify(timeout_s=min(float(timeout_s), 1.0))
+        own = check_identity(self.identity, self.board)
+        self.limits = dict(limits) if limits else dict(getattr(overlay, "mmfree_limits", None) or own)
+        # the PL clock the image set (pynq.Clocks after the download), against the build's target
+        self.clock_target_mhz = float(self.identity["clock_mhz"])
+        self.clock_mhz = read_pl_clock(overlay)
+        self.clock_warning = check_clock(self.clock_mhz, self.clock_target_mhz, self.board)
+        if self.clock_warning:
+            warnings.warn("mmfree: " + self.clock_warning, RuntimeWarning, stacklevel=2)
         self.cma_bytes = int(cma_bytes) if cma_bytes else cma_available(overlay, board)
         arena = bool(arena) and self.n_layers >= 1
-        self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes, arena=arena)
+        self.cma_needed = check_fits(cfg, self.packed.packing, self.limits, self.cma_bytes, arena=arena,
+                                     board=self.board)
         self.ports = int(self.limits.get("weight_ports", MAX_WEIGHT_PORT_REGS))
         if not 1 <= self.ports <= MAX_WEIGHT_PORT_REGS:
             raise ConfigError(f"weight_ports={self.ports}: this driver knows {MAX_WEIGHT_PORT_REGS} weight-port registers")
-        self.ip = find_kernel(overlay)
-        self.ip.check_idle()
         if allocate is None:
             allocate = getattr(overlay, "allocate", None)
         if allocate is None:
@@ -344,12 +460,28 @@ class Accelerator:
             raise
         self.tokens = 0
 
+    def describe(self) -> str:
+        """One line: what the overlay's identity block says and the PL clock it runs at."""
+        i = self.identity
+        clock = "unknown (pynq.Clocks not readable)" if self.clock_mhz is None else f"{self.clock_mhz:.3f} MHz"
+        return (f"mmfree_kernel: register map v{i['regs_version']}, {i['weight_ports']} weight ports x {i['port_bits']} "
+                f"bit, maxima d {i['max_d']} I {i['max_inter']} V {i['max_vocab']} L {i['max_layers']}; PL clock 0 "
+                f"{clock} (build target {self.clock_target_mhz:.3f} MHz); CMA {self.cma_needed / 2**20:.1f} of "
+                f"{self.cma_bytes / 2**20:.1f} MiB; {self.mode} mode")
+
     # ------------------------------------------------------------------ loading
     def _alloc(self, shape, dtype, cacheable):
         try:
-            buf = self._allocate(shape=shape, dtype=dtype, cacheable=cacheable)
-        except TypeError:  # an allocator without the cacheable keyword
-            buf = self._allocate(shape=shape, dtype=dtype)
+            try:
+                buf = self._allocate(shape=shape, dtype=dtype, cacheable=cacheable)
+            except TypeError:  # an allocator without the cacheable keyword
+                buf = self._allocate(shape=shape, dtype=dtype)
+        except AttributeError as e:
+            if "device" in str(e) and "not writable" in str(e):  # pynq 3.0.1 under numpy 2 (PYNQ#1456)
+                raise DeviceError(f"pynq.allocate failed under numpy {np.__version__}: {e}. pynq 3.0.1 (Kria-PYNQ) "
+                                  "needs numpy<2: run python3 -m pip install \"numpy<2\" in the pynq venv "
+                                  "(docs/boards.md, section 8)") from None
+            raise
         self.buffers.append(buf)
         return buf
 
@@ -368,7 +500,7 @@ class Accelerator:
                               f"contiguous buffer ({self.fallback_reason}); falling back to one buffer per layer and "
                               f"one kernel call per op ({L + 2} calls per token instead of 1)", RuntimeWarning,
                               stacklevel=3)
-                self.cma_needed = check_fits(cfg, m.packing, self.limits, self.cma_bytes, arena=False)
+                self.cma_needed = check_fits(cfg, m.packing, self.limits, self.cma_bytes, arena=False, board=self.board)
         if self.weights is not None:
             pack_arena(m, self.weights, ports=self.ports)
             base = _phys(self.weights)
@@ -556,9 +688,12 @@ def open_board(model, bitfile: Optional[str] = None, board: Optional[str] = None
     if not issubclass(MMFreeKernel, pynq.DefaultIP):
         raise DeviceError("mmfree.driver was imported before pynq off-board; set MMFREE_PYNQ=1 to bind the driver")
     ol = pynq.Overlay(bitfile)
-    return Accelerator(ol, model, board=board, **kw)
+    acc = Accelerator(ol, model, board=board, **kw)
+    print(f"mmfree: {bitfile}: {acc.describe()}", file=sys.stderr)
+    return acc
 
 
 __all__ = ["VLNV", "REGISTERS", "MMFreeKernel", "Accelerator", "open_board", "find_kernel", "check_fits",
+           "check_identity", "check_clock", "read_pl_clock", "StaleOverlay", "cma_message",
            "buffer_plan", "layer_layout", "head_layout", "layer_stride", "arena_layout", "board_params",
            "BusError"]

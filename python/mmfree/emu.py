@@ -14,10 +14,16 @@ addresses are fake but stable: page aligned, from a fixed base, a guard page bet
 ``hang_after=N`` makes the (N+1)-th start hang forever (ap_idle never set), for timeout tests;
 ``max_block_bytes=N`` refuses any single buffer larger than N bytes, like a fragmented CMA (the
 driver then falls back from the one-buffer weights arena to per-layer buffers and per-op calls).
+The identity block (MMFREE_REG_ID_*) is what the C-simulated kernel writes on every call, from the same
+header as the hardware; like the hardware it reads 0 until the first call (the driver's OP_IDENT).
+``fclk_mhz`` is the PL clock the emulated image "set" (pynq.Clocks.fclk0_mhz on a board; default: the
+build's target), ``kernel_identity="stale"`` emulates an overlay built before register map version 4
+(no identity registers: they read 0) and a dict overrides identity words (a foreign build), for tests.
 The kernels are never re-implemented here.
 """
 
 import bisect
+import os
 import time
 from typing import Dict, List, Optional
 
@@ -26,6 +32,7 @@ import numpy as np
 from . import driver as drv
 from .errors import BusError, DeviceError
 
+_ID_OFFSETS = frozenset(v for k, v in drv.REGISTERS.items() if k.startswith("ID_"))
 BASE_ADDR = 0x7000_0000     # first buffer; stays below 4 GiB for small models, like CMA on the boards
 IP_BASE = 0xA000_0000       # where the kernel's s_axilite registers would be (M_AXI_HPM0_FPD)
 
@@ -150,8 +157,10 @@ class EmuMemory:
 class EmuRegisters:
     """The kernel's s_axilite register file (pynq.MMIO's read/write surface)."""
 
-    def __init__(self, lib, memory: EmuMemory, hang_after: Optional[int] = None):
+    def __init__(self, lib, memory: EmuMemory, hang_after: Optional[int] = None, kernel_identity=None):
         self.lib, self.memory, self.hang_after = lib, memory, hang_after
+        self.kernel_identity = kernel_identity  # None, "stale" or {register name: value}
+        self.idents = 0                    # OP_IDENT calls (not counted in starts/ops/hang_after)
         from . import csim
         span = max(drv.REG_SPAN, csim.REG_SPAN)  # the library reads a whole image of its own span
         self.regs = np.zeros(span // 4, np.uint32)
@@ -177,6 +186,8 @@ class EmuRegisters:
             v |= int(self.regs[offset // 4 + 1]) << 32
         if offset == 0:  # ap_done and ap_ready clear on read (ap_ctrl_hs)
             self.regs[0] = v & ~(drv.AP_DONE | drv.AP_READY) & 0xFFFFFFFF
+        elif offset - 4 in _ID_OFFSETS:  # an identity word's ap_vld: clear on read, like any output scalar
+            self.regs[offset // 4] = 0
         return v
 
     def write(self, offset: int, value) -> None:
@@ -198,10 +209,29 @@ class EmuRegisters:
         else:
             self.regs[offset // 4] = v
 
+    def _identity_override(self):
+        ki = self.kernel_identity
+        if ki is None:
+            return
+        names = [k for k in drv.REGISTERS if k.startswith("ID_")]
+        if ki == "stale":  # a version-3 kernel has no such registers: reads return 0
+            for k in names:
+                self.regs[drv.REGISTERS[k] // 4] = 0
+                self.regs[drv.REGISTERS[k] // 4 + 1] = 0
+        else:
+            for k, v in dict(ki).items():
+                self.regs[drv.REGISTERS[k] // 4] = int(v) & 0xFFFFFFFF
+
     def _start(self):
         if not self.regs[0] & drv.AP_IDLE:
             return  # busy (hung): a new start is ignored, as on the hardware
         op = int(self.regs[drv.REGISTERS["OP"] // 4])
+        if op == drv.OP_IDENT:  # identity call: the kernel writes only its identity block
+            self.idents += 1
+            self.lib.call(self.regs, self.memory.resolve)  # touches no memory, cheap: also in stub mode
+            self._identity_override()
+            self.regs[0] = drv.AP_IDLE | drv.AP_DONE | drv.AP_READY | (int(self.regs[0]) & 0x80)
+            return
         if self.hang_after is not None and self.starts >= self.hang_after:
             self.regs[0] = drv.AP_START  # start never taken, never idle again
             self.starts += 1
@@ -217,6 +247,7 @@ class EmuRegisters:
                 raise BusError(f"emulated bus error during op {drv.OP_NAMES.get(op, op)}: {e}") from None
             finally:
                 self.kernel_seconds += time.perf_counter() - t0
+            self._identity_override()
         self.regs[0] = drv.AP_IDLE | drv.AP_DONE | drv.AP_READY | (int(self.regs[0]) & 0x80)
         if self.regs[drv.REGISTERS["IER"] // 4] & 1:
             self.regs[drv.REGISTERS["ISR"] // 4] |= 1
@@ -227,7 +258,8 @@ class Overlay:
 
     def __init__(self, board: str = "kv260", lib=None, cma_bytes: Optional[int] = None,
                  hang_after: Optional[int] = None, max_layers: Optional[int] = None,
-                 max_block_bytes: Optional[int] = None):
+                 max_block_bytes: Optional[int] = None, fclk_mhz: Optional[float] = None,
+                 kernel_identity=None, via_pynq: Optional[bool] = None):
         from . import csim
 
         params = drv.board_params(board)
@@ -247,7 +279,8 @@ class Overlay:
                               "max_layers": int(max_layers or c.get("max_layers") or params["max_layers"]),
                               "weight_ports": c["ports"]}
         self.memory = EmuMemory(self.cma_bytes, max_block_bytes=max_block_bytes)
-        self.registers = EmuRegisters(lib, self.memory, hang_after)
+        self.registers = EmuRegisters(lib, self.memory, hang_after, kernel_identity)
+        self.fclk_mhz = float(fclk_mhz) if fclk_mhz else float(params["clock_mhz"])  # pynq.Clocks.fclk0_mhz
         desc = {
             "fullpath": "mmfree_kernel_0", "type": drv.VLNV, "bdtype": None, "state": None,
             "phys_addr": IP_BASE, "addr_range": 0x10000, "mem_id": "s_axi_control",
@@ -260,6 +293,12 @@ class Overlay:
         self.mem_dict = {"PSDDR": {"base_address": BASE_ADDR, "size": self.cma_bytes, "used": 1}}
         self.mmfree_kernel_0 = drv.MMFreeKernel(desc)
         self._closed = False
+        if via_pynq is None:
+            via_pynq = os.environ.get("MMFREE_EMU_VIA_PYNQ") == "1"
+        self.device = None
+        if via_pynq:  # the same kernel and memory behind pynq's DefaultIP/MMIO/allocate (mmfree.emu_pynq)
+            from . import emu_pynq
+            emu_pynq.attach(self)
 
     def allocate(self, shape, dtype=np.uint32, target=None, **kwargs) -> EmuBuffer:
         if self._closed:

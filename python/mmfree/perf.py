@@ -44,15 +44,22 @@ def driver_seconds_per_call(path: str = DRIVER_RESULTS) -> Optional[float]:
 
 def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: str = "base3",
             ddr_efficiency: float = DDR_EFFICIENCY, driver_s_per_call: Optional[float] = None,
-            calls_per_token: Optional[int] = 1) -> Dict:
+            calls_per_token: Optional[int] = 1, clock_mhz: Optional[float] = None) -> Dict:
     """Modeled decode figures for one model shape on one board. ``calls_per_token``: kernel calls per
-    decode token, 1 with OP_TOKEN (default); None for the per-op schedule (layers + 2)."""
+    decode token, 1 with OP_TOKEN (default); None for the per-op schedule (layers + 2). ``clock_mhz``: the
+    PL clock the board really runs (the driver's ``Accelerator.clock_mhz``, read from pynq.Clocks after the
+    overlay loaded) instead of the build's target (boards.json clock_mhz)."""
     if packing not in pk.PACKINGS:
         raise ValueError(f"unknown packing {packing!r}")
     if not 0 < ddr_efficiency <= 1:
         raise ValueError(f"ddr_efficiency must be in (0, 1], got {ddr_efficiency}")
     calls = layers + 2 if calls_per_token is None else int(calls_per_token)
     m = cycles.Machine(board)
+    clock_source = "boards.json clock_mhz (the build's target)"
+    if clock_mhz:
+        m.clock_hz = float(clock_mhz) * 1e6
+        m.port_bps = m.ports * m.port_bytes * m.clock_hz
+        clock_source = "the PL clock the board runs (pynq.Clocks)"
     tok = m.token(d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency, calls=calls)  # stream + kernel
     code_bytes = tok["code_bytes"]
     stream_s, compute_extra_s = tok["stream_s"], tok["overhead_s"]
@@ -64,6 +71,7 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
         "label": "modeled", "board": board, "d": d, "layers": layers, "intermediate_size": inter,
         "vocab_size": vocab, "packing": packing,
         "code_bytes_per_token": code_bytes, "ddr_bytes_per_token": tok["ddr_bytes"],
+        "clock_mhz": m.clock_hz / 1e6, "clock_source": clock_source,
         "ddr_peak_gbps": m.ddr_bps / 1e9, "ddr_efficiency": ddr_efficiency,
         "ddr_efficiency_source": DDR_EFFICIENCY_SOURCE,
         "port_capacity_gbps": m.ports * m.port_bytes * m.clock_hz / 1e9,

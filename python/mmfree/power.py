@@ -27,9 +27,11 @@ CsvMeterSensor         the last row of a CSV an external meter's logger is writi
                        :func:`load_meter_csv` reads a finished export as a Trace.
 =====================  ==============================================================  ==========
 
-:func:`auto_sensor` picks the first that works here in that order (board rails, hwmon,
-NVML, RAPL) and returns None when there is none; :func:`probe_sensors` says why each was
-or was not taken.
+:func:`auto_sensor` picks the board's own sensor first (boards.json ``power_sensor``: KV260/KR260
+the INA260 ``ina260_u14``, ZCU104 the ``12V`` rail; PYNQ-Z2 has none and says so), then the first
+that works in the order board rails, hwmon, NVML, RAPL, and returns None when there is none;
+:func:`probe_sensors` says why each was or was not taken. Every sensor's ``measures`` says what its
+reading covers (KV260: the SOM's 5 V input, not the carrier; ZCU104: the whole board's 12 V input).
 
 Energy of a run (DESIGN.md section 9): record idle for ``idle_s`` seconds, mark, run, mark;
 ``E_gross`` = trapezoid integral of power over the run (or the difference of the hardware
@@ -100,6 +102,9 @@ class PowerSensor:
     name: str = "sensor"
     #: one line saying what is measured (which rail, which device)
     description: str = ""
+    #: what the reading covers, in words a report can quote (boards.json power_sensor.measures for
+    #: the board's own sensor: KV260 SOM 5 V input, ZCU104 whole-board 12 V input)
+    measures: str = ""
 
     def read_watts(self) -> float:
         raise NotImplementedError
@@ -128,6 +133,19 @@ def _read_number(path: str) -> float:
         return float(text)
     except ValueError:
         raise PowerError(f"sensor file {path} does not hold a number: {text[:40]!r}") from None
+
+
+def _board_measures(kind: str, what: str) -> Optional[str]:
+    """boards.json power_sensor.measures of the board whose sensor this is (kind and device/rail), or None."""
+    try:
+        from . import boards
+        for name in boards.names():
+            ps = boards.get(name).get("power_sensor", {})
+            if ps.get("kind") == kind and (what == ps.get("device") or what in ps.get("rails", [])):
+                return "%s: %s" % (name, ps["measures"])
+    except Exception:  # boards.json unreadable: the generic wording
+        return None
+    return None
 
 
 # ------------------------------------------------------------------------------- pynq rails
@@ -170,6 +188,9 @@ class PynqRailSensor(PowerSensor):
         whole = len(chosen) == 1 and chosen[0] in BOARD_INPUT_RAILS
         self.description = ("board input rail " + chosen[0] if whole
                             else "sum of rails " + ", ".join(chosen))
+        self.measures = (_board_measures("pynq-rails", chosen[0]) if len(chosen) == 1 else None) or (
+            "the board input (rail %s)" % chosen[0] if whole else
+            "the sum of the regulated rails %s, not the board input" % ", ".join(chosen))
 
     @property
     def sensors(self):
@@ -275,6 +296,7 @@ class HwmonSensor(PowerSensor):
             raise PowerError(f"{path} ({chip}) has neither power1_input nor curr1_input+in1_input")
         self.name = f"hwmon:{chip}"
         self.description = f"{chip} at {path} ({'power1_input' if self._mode == 'power' else 'curr1 x in1'})"
+        self.measures = _board_measures("hwmon", chip) or f"the rail {chip} monitors (hwmon {chip})"
         self.read_watts()  # fail now, not in the recorder thread
 
     def read_watts(self) -> float:
@@ -595,13 +617,39 @@ class CsvMeterSensor(PowerSensor):
 # --------------------------------------------------------------------------- auto-detect
 
 def probe_sensors(hwmon_root: str = "/sys/class/hwmon", powercap_root: str = "/sys/class/powercap",
-                  gpu_index: int = 0, try_pynq: bool = True, try_nvml: bool = True
+                  gpu_index: int = 0, try_pynq: bool = True, try_nvml: bool = True, board: Optional[str] = None
                   ) -> List[Tuple[str, Optional[PowerSensor], str]]:
     """Try each sensor kind in :func:`auto_sensor`'s order. Returns ``(kind, sensor or None,
-    why)`` for each; stops after the first that works."""
+    why)`` for each; stops after the first that works.
+
+    ``board`` (default: the detected board, mmfree.boards) puts that board's own sensor first
+    (boards.json power_sensor): KV260/KR260 the INA260 ``ina260_u14`` through hwmon (pynq.get_rails()
+    on Kria would sum unlabelled libsensors features), ZCU104 the ``12V`` rail by name; PYNQ-Z2 has
+    none, which the first entry says (then the generic order: pynq rails, hwmon, NVML, RAPL)."""
     import importlib.util
 
+    if board is None:
+        try:
+            from . import boards
+            board = boards.detect_board()
+        except Exception:
+            board = None
     tries: List[Tuple[str, Callable[[], PowerSensor]]] = []
+    out: List[Tuple[str, Optional[PowerSensor], str]] = []
+    own = {}
+    if board:
+        from . import boards
+        own = boards.get(board).get("power_sensor", {})
+        if own.get("kind") == "hwmon":
+            tries.append((f"{board}:hwmon", lambda: HwmonSensor(names=(own["device"],), root=hwmon_root)))
+        elif own.get("kind") == "pynq-rails" and try_pynq:
+            def board_rails():
+                if importlib.util.find_spec("pynq") is None:
+                    raise PowerError("pynq is not installed")
+                return PynqRailSensor(rails=own["rails"])
+            tries.append((f"{board}:rails", board_rails))
+        elif own.get("kind") == "none":
+            out.append((f"{board}:none", None, f"{boards.normalize(board)} has {own['measures']}"))
     if try_pynq:
         def pynq_rails():
             if importlib.util.find_spec("pynq") is None:
@@ -612,14 +660,13 @@ def probe_sensors(hwmon_root: str = "/sys/class/hwmon", powercap_root: str = "/s
     if try_nvml:
         tries.append(("nvml", lambda: NvmlSensor(gpu_index)))
     tries.append(("rapl", lambda: RaplSensor(root=powercap_root)))
-    out: List[Tuple[str, Optional[PowerSensor], str]] = []
     for kind, make in tries:
         try:
             s = make()
         except Exception as e:  # each probe explains itself; nothing here is fatal
             out.append((kind, None, str(e)))
             continue
-        out.append((kind, s, s.description))
+        out.append((kind, s, s.description + (f"; measures {s.measures}" if s.measures else "")))
         break
     return out
 
