@@ -17,7 +17,7 @@
 
 namespace mmfree {
 
-/* constants: numerics.py VEC_LANES, EPS, QMAX, SIG_CLAMP, LOG2E, EXP2_POLY */
+/* constants: numerics.py VEC_LANES, EPS, QMAX, SIG_CLAMP, LOG2E, EXP2_POLY (EXP2_T_MAX: below, beside exp2_) */
 static const int VEC_LANES = 16;
 static const float EPS = 1e-6f;
 static const float QMAX = 127.0f;
@@ -59,15 +59,22 @@ inline float rsqrt_mean_eps(float ss, int k) {
     return 1.0f / sqrtf_(ms + EPS);
 }
 
-/* floor for |t| < 2^31 (numerics.exp2 uses |t| <= 30 * log2 e) */
+/* floor, defined for every input: |t| >= 2^23 (already an integer), infinities and NaN come back
+ * unchanged, so the (int) conversion only ever sees |t| < 2^23 */
 inline float floor_(float t) {
+    if (!(t > -8388608.0f && t < 8388608.0f)) return t;
     float k = (float)(int)t; /* trunc */
     if (k > t) k = k - 1.0f;
     return k;
 }
 
-/* numerics.exp2: 2^floor(t) from bits times a degree-6 polynomial of the fraction (Horner) */
+/* numerics.exp2: 2^floor(t) from bits times a degree-6 polynomial of the fraction (Horner);
+ * t clamped to [-126, 126] (numerics.EXP2_T_MAX), NaN returned as it came */
+static const float EXP2_T_MAX = 126.0f;
 inline float exp2_(float t) {
+    if (t != t) return t;
+    if (t < -EXP2_T_MAX) t = -EXP2_T_MAX;
+    if (t > EXP2_T_MAX) t = EXP2_T_MAX;
     float k = floor_(t);
     float f = t - k;
     float p = EXP2_C6;
@@ -92,8 +99,10 @@ inline float sigmoid_(float z) {
 /* numerics.silu: z * sigmoid(z) */
 inline float silu_(float z) { return z * sigmoid_(z); }
 
-/* numerics.round_half_away then clip to +-127 (numerics.quantize, per element); |v| small */
+/* numerics.round_half_away then clip to +-127 (numerics.quantize, per element); NaN -> 0, so the
+ * (int) conversions below only ever see values in [-127, 127] */
 inline int8_t quant_code(float v) {
+    if (v != v) return 0;
     if (v > QMAX) v = QMAX;   /* clip first: identical result for |v| > 127, keeps (int) defined */
     if (v < -QMAX) v = -QMAX;
     float t = (float)(int)v;
