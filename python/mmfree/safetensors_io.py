@@ -418,7 +418,7 @@ class StreamingWriter:
         exp_name, st, shape, nbytes = self._order[self._next]
         if name != exp_name:
             raise ValueError(f"writer expected tensor {exp_name!r} next, got {name!r}")
-        arr = np.ascontiguousarray(arr)
+        arr = np.asarray(arr, order="C")  # (ascontiguousarray would turn a 0-d array into 1-d)
         if tuple(arr.shape) != shape or arr.nbytes != nbytes or DTYPES[st] != arr.dtype:
             raise ValueError(f"tensor {name!r}: got {arr.dtype} {arr.shape}, spec says {st} {shape}")
         data = memoryview(arr).cast("B") if arr.size else b""
