@@ -105,6 +105,8 @@ def convert(hf_dir: str, out_path: str, packing: str = "base3", progress: bool =
             raise type(e)(f"{out_path}: the converted model fails its own checks, so it was not written "
                           f"({str(e).replace(tmp, 'the new file')})") from None
 
+    errstate = np.errstate(over="ignore", invalid="ignore")  # overflow in a folded gain: the loader rejects it
+    errstate.__enter__()
     try:
         for name, _, _ in specs:
             if name == "embeddings":
@@ -160,6 +162,7 @@ def convert(hf_dir: str, out_path: str, packing: str = "base3", progress: bool =
         writer.abort()
         raise
     finally:
+        errstate.__exit__(None, None, None)
         if bar is not None:
             bar.close()
     model = loaded[0]
