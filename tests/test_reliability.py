@@ -183,6 +183,14 @@ def test_atomic_helpers(tmp_path):
     with pytest.raises(FormatError):
         fileio.write_text(p, "x", validate=reject)
     assert json.load(open(p)) == {"a": 1} and leftovers(tmp_path) == []
+    mask = os.umask(0o022)
+    os.umask(mask)
+    q = str(tmp_path / "new.txt")
+    fileio.write_text(q, "x")  # the mode open() would give, not mkstemp's 0600
+    assert os.stat(q).st_mode & 0o777 == 0o666 & ~mask
+    os.chmod(q, 0o640)
+    fileio.write_text(q, "y")  # an existing file keeps its mode
+    assert os.stat(q).st_mode & 0o777 == 0o640
     with pytest.raises(OutputError, match="directory"):
         fileio.write_text(str(tmp_path), "x")
     with pytest.raises(OutputError, match="does not exist"):

@@ -65,6 +65,8 @@ class HGRNBitConfig:
                 raise ConfigError(f"config.{name} must be a positive integer up to {MAX_SIZE}, got {v!r}")
         for name in ("hidden_ratio", "num_heads", "expand_ratio", "conv_size"):
             v = getattr(self, name)
+            if v is None and name in ("hidden_ratio", "conv_size"):  # unused once intermediate_size is known
+                continue
             if not is_int(v) or v <= 0 or v > MAX_SIZE:
                 raise ConfigError(f"config.{name} must be a positive integer, got {v!r}")
         for name in ("use_short_conv", "share_conv_kernel", "use_lower_bound", "use_cache",

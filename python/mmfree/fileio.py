@@ -67,6 +67,31 @@ def is_within(path: str, folder: str) -> bool:
     return path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _file_mode(path: str) -> int:
+    """The mode the finished file gets: an existing target's, else 0o666 minus the umask (what
+    open() would give; mkstemp alone would leave 0o600)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
+def new_temp(path: str):
+    """(fd, temporary path) of a new, empty file beside ``path``: a unique name, created with
+    O_CREAT | O_EXCL (never through a symlink), with the mode the target will have. OSError on failure."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        os.fchmod(fd, _file_mode(path))
+    except OSError:
+        os.close(fd)
+        _remove_quietly(tmp)
+        raise
+    return fd, tmp
+
+
 def _remove_quietly(p: str):
     with contextlib.suppress(OSError):
         os.unlink(p)
@@ -83,9 +108,8 @@ def atomic_path(path: str, validate: Optional[Callable[[str], None]] = None) -> 
         raise OutputError(f"output path {path!r} is not a usable file name")
     if os.path.isdir(path):
         raise OutputError(f"{path}: is a directory; give a file name for the output")
-    folder = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        fd, tmp = new_temp(path)
         os.close(fd)
     except OSError as e:
         raise OutputError(f"cannot write {path}: {_describe(e)}") from None

@@ -33,12 +33,12 @@ import json
 import os
 import stat
 import struct
-import tempfile
 from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from .errors import FormatError, OutputError
+from .fileio import new_temp
 
 # bf16 has no numpy dtype: it is read as uint16 bits (see bf16_to_f32).
 DTYPES = {
@@ -387,11 +387,10 @@ class StreamingWriter:
             self._patch_at = 8 + raw.index(self._placeholder.encode("ascii"))
         if os.path.isdir(path):
             raise OutputError(f"{path}: is a directory; give a file name for the output")
-        folder = os.path.dirname(os.path.abspath(path))
         self._tmp: Optional[str] = None
         self._f = None
         try:
-            fd, self._tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+            fd, self._tmp = new_temp(path)
             self._f = os.fdopen(fd, "wb")
         except OSError as e:
             self.abort()

@@ -606,8 +606,8 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
             legacy = os.path.join(out, LEGACY_STATE_FILE)
             if os.path.exists(legacy):
                 raise FormatError(f"--resume: {legacy} is a pickle written by an earlier mmfree; it is not loaded, "
-                                  f"because unpickling a file can run arbitrary code. Start the run again (the "
-                                  f"checkpoint in {out} is intact) or resume from a {STATE_FILE}")
+                                  f"because unpickling a file can run arbitrary code. Start a new run (without --resume), "
+                                  f"or resume only from a {STATE_FILE} written by this version")
             raise FormatError(f"--resume: no {state_path}")
         saved = load_training_state(state_path)
 
