@@ -449,3 +449,14 @@ def test_driver_refuses_nan_and_bad_ids(good, tmp_path):
             acc.step(bad)
     with pytest.raises(ConfigError):
         acc.prefill([1, float("nan")])
+
+
+def test_add_integrity_keeps_every_tensor(tmp_path):
+    dst = str(tmp_path / "bundled-hashed.safetensors")
+    old = pk.load(BUNDLED)
+    new = pk.add_integrity(BUNDLED, dst)
+    assert pk.load(dst).integrity == "verified"
+    assert new.config.to_dict() == old.config.to_dict() and new.tokenizer_json == old.tokenizer_json
+    for n in old.names:
+        assert np.array_equal(new.tensor(n), old.tensor(n)) and new.tensor(n).dtype == old.tensor(n).dtype, n
+    assert leftovers(tmp_path) == []

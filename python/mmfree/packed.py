@@ -361,3 +361,23 @@ def load(path: str, check_codes: bool = True, verify: bool = True) -> PackedMode
     """Open and check a packed model (docs/format.md, "Checks on load"); FormatError on any problem.
     ``verify=False`` skips the integrity hash (every other check still runs)."""
     return PackedModel(path, check_codes=check_codes, verify=verify)
+
+
+def add_integrity(src: str, dst: Optional[str] = None) -> PackedModel:
+    """Re-pack a packed file from itself with an integrity hash (files written before the hash
+    existed): every tensor byte and metadata value kept, the hash added, written atomically and
+    validated by ``load`` before it replaces ``dst`` (default: ``src`` itself, in place)."""
+    m = load(src)
+    dst = src if dst is None else dst
+    md = {k: v for k, v in m._st.metadata.items() if k != INTEGRITY_KEY}
+    specs = tensor_specs(m.config, m.packing)
+    w = StreamingWriter(dst, specs, md, integrity_key=INTEGRITY_KEY)
+    out = []
+    try:
+        for name, _, _ in specs:
+            w.write(name, m.tensor(name))
+        w.close(lambda tmp: out.append(load(tmp)))
+    except BaseException:
+        w.abort()
+        raise
+    return out[0]
