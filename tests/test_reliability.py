@@ -43,7 +43,10 @@ def good(tmp_path, ck):
 
 
 # ------------------------------------------------------------------------------ converter safety
-def test_convert_writes_hash_and_loads(good):
+def test_convert_writes_hash_and_loads(good, ck, tmp_path):
+    import pathlib
+    convert(pathlib.Path(ck), tmp_path / "p.safetensors", progress=False, log=None)  # os.PathLike works too
+    assert pk.load(tmp_path / "p.safetensors").integrity == "verified"
     m = pk.load(good)
     assert m.integrity == "verified"
     assert pk.load(good, verify=False).integrity == "not checked"

@@ -35,8 +35,9 @@ def check_output_path(path: str, inputs: Iterable[str] = (), input_dirs: Iterabl
     refused); ``input_dirs``: folders the writer reads (an output inside one of them is refused).
     Also refused: an empty path, a NUL byte, an existing directory, a missing parent folder.
     """
-    if not isinstance(path, str) or not path:
-        raise OutputError(f"output path {path!r} is empty or not a string")
+    path = _fspath(path)
+    if not path:
+        raise OutputError("output path is empty")
     if "\0" in path:
         raise OutputError(f"output path {path!r} contains a NUL byte")
     if os.path.isdir(path):
@@ -46,10 +47,12 @@ def check_output_path(path: str, inputs: Iterable[str] = (), input_dirs: Iterabl
         raise OutputError(f"{path}: the folder {parent} does not exist")
     real_out = os.path.realpath(path)
     for d in input_dirs:
+        d = os.fspath(d)
         if is_within(real_out, os.path.realpath(d)) or is_within(os.path.abspath(path), os.path.abspath(d)):
             raise OutputError(f"{path}: the output lies inside the input folder {d}; "
                               "write it somewhere else (it would overwrite or mix with the input)")
     for f in inputs:
+        f = os.fspath(f)
         if os.path.realpath(f) == real_out:
             raise OutputError(f"{path}: the output is the input file {f}; write it somewhere else")
         with contextlib.suppress(OSError):
@@ -57,6 +60,17 @@ def check_output_path(path: str, inputs: Iterable[str] = (), input_dirs: Iterabl
                 raise OutputError(f"{path}: the output is the same file as the input {f} (a link); "
                                   "write it somewhere else")
     return path
+
+
+def _fspath(path) -> str:
+    """A str path from str or os.PathLike; OutputError for anything else (bytes paths included)."""
+    try:
+        p = os.fspath(path)
+    except TypeError:
+        raise OutputError(f"output path {path!r} is not a path") from None
+    if not isinstance(p, str):
+        raise OutputError(f"output path {path!r} is not a text path")
+    return p
 
 
 def is_within(path: str, folder: str) -> bool:
@@ -104,7 +118,8 @@ def atomic_path(path: str, validate: Optional[Callable[[str], None]] = None) -> 
 
     The caller must write the file by that name only (it exists, is empty and is ours: O_EXCL).
     """
-    if not isinstance(path, str) or not path or "\0" in path:
+    path = _fspath(path)
+    if not path or "\0" in path:
         raise OutputError(f"output path {path!r} is not a usable file name")
     if os.path.isdir(path):
         raise OutputError(f"{path}: is a directory; give a file name for the output")

@@ -47,8 +47,19 @@ def read_index(folder: str) -> Dict[str, str]:
     return wm
 
 
+def _folder(folder) -> str:
+    try:
+        folder = os.fspath(folder)
+    except TypeError:
+        raise FormatError(f"{folder!r}: not a checkpoint folder") from None
+    if not isinstance(folder, str) or "\0" in folder or not os.path.isdir(folder):
+        raise FormatError(f"{folder}: not a checkpoint folder")
+    return folder
+
+
 def checkpoint_files(folder: str) -> List[str]:
     """The safetensors files of a checkpoint folder, in shard order."""
+    folder = _folder(folder)
     if not isinstance(folder, str) or "\0" in folder or not os.path.isdir(folder):
         raise FormatError(f"{folder}: not a checkpoint folder")
     single = os.path.join(folder, "model.safetensors")
@@ -106,9 +117,8 @@ class Checkpoint:
     """
 
     def __init__(self, folder: str):
+        folder = _folder(folder)
         self.folder = folder
-        if not isinstance(folder, str) or "\0" in folder or not os.path.isdir(folder):
-            raise FormatError(f"{folder}: not a checkpoint folder")
         self.config = HGRNBitConfig.from_json_file(os.path.join(folder, "config.json"))
         paths = checkpoint_files(folder)
         self.files = [SafeTensorsFile(p) for p in paths]

@@ -176,6 +176,10 @@ class SafeTensorsFile:
     """
 
     def __init__(self, path: str):
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise FormatError(f"{path!r}: not a file path") from None
         self.path = path
         f, fst = _open_regular(path)
         try:
@@ -351,6 +355,7 @@ class StreamingWriter:
 
     def __init__(self, path: str, specs: List[Tuple[str, object, Tuple[int, ...]]], metadata: Dict[str, str],
                  integrity_key: Optional[str] = None):
+        path = os.fspath(path)
         self.path = path
         header, off = {}, 0
         self._order = []
