@@ -463,3 +463,13 @@ def test_add_integrity_keeps_every_tensor(tmp_path):
     for n in old.names:
         assert np.array_equal(new.tensor(n), old.tensor(n)) and new.tensor(n).dtype == old.tensor(n).dtype, n
     assert leftovers(tmp_path) == []
+
+
+def test_hash_placeholder_text_elsewhere_in_header(tmp_path):
+    """A metadata value holding the placeholder text does not confuse the writer's patch."""
+    p = str(tmp_path / "x.safetensors")
+    sio.write_file(p, {"a": np.arange(4, dtype=np.float32)},
+                   {"note": "sha256:" + "0" * 64, "integrity": "stale"}, integrity_key="integrity")
+    st = sio.SafeTensorsFile(p)
+    assert st.metadata["note"] == "sha256:" + "0" * 64
+    assert st.metadata["integrity"] == st.integrity_digest("integrity")

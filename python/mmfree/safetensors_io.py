@@ -374,6 +374,7 @@ class StreamingWriter:
         self._hash = None
         self._placeholder = None
         if integrity_key is not None:
+            md.pop(integrity_key, None)  # written last (see rindex below), computed here
             header["__metadata__"] = md
             self._hash = hashlib.sha256(canonical_header_bytes(header, integrity_key))
             self._hash.update(b"\0")
@@ -389,7 +390,8 @@ class StreamingWriter:
                                                               if big else ""))
         self._patch_at = None
         if self._placeholder is not None:
-            self._patch_at = 8 + raw.index(self._placeholder.encode("ascii"))
+            # rindex: the integrity value is the last thing in the header (a tokenizer could hold the same text)
+            self._patch_at = 8 + raw.rindex(self._placeholder.encode("ascii"))
         if os.path.isdir(path):
             raise OutputError(f"{path}: is a directory; give a file name for the output")
         self._tmp: Optional[str] = None
