@@ -60,8 +60,6 @@ def _folder(folder) -> str:
 def checkpoint_files(folder: str) -> List[str]:
     """The safetensors files of a checkpoint folder, in shard order."""
     folder = _folder(folder)
-    if not isinstance(folder, str) or "\0" in folder or not os.path.isdir(folder):
-        raise FormatError(f"{folder}: not a checkpoint folder")
     single = os.path.join(folder, "model.safetensors")
     index = os.path.join(folder, "model.safetensors.index.json")
     if os.path.exists(index):
