@@ -81,8 +81,9 @@ def report():
     yield
     path = os.environ.get("MMFREE_FUZZ_REPORT")
     if path:
+        zero = {"crash": 0, "hang": 0, "silent": 0, "leftover": 0}
         with open(path, "w", encoding="utf-8") as f:
-            json.dump({k: dict(v) for k, v in sorted(COUNTS.items())}, f, indent=1, sort_keys=True)
+            json.dump({k: dict(zero, **v) for k, v in sorted(COUNTS.items())}, f, indent=1, sort_keys=True)
 
 
 @pytest.fixture(scope="module")
