@@ -409,3 +409,62 @@ def test_truncation_at_every_boundary(bases):
                 open(p, "wb").write(raw[:cut])
                 cls, _ = outcome("truncate_boundaries", lambda: pk.load(p))
                 assert cls == "error", cut
+
+
+@pytest.fixture(scope="module")
+def state_file(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    from mmfree import train as T
+    from mmfree.config import HGRNBitConfig
+    from mmfree.model import HGRNBit
+    import random
+    cfg = HGRNBitConfig(vocab_size=20, hidden_size=16, num_hidden_layers=1, intermediate_size=32)
+    m = HGRNBit(cfg)
+    opt = torch.optim.AdamW(m.parameters())
+    m(torch.tensor([[1, 2]])).float().sum().backward()
+    opt.step()
+    p = str(tmp_path_factory.mktemp("state") / T.STATE_FILE)
+    T.save_training_state(p, {"config": cfg.to_dict(), "model": m.state_dict(), "optimizer": opt.state_dict(),
+                              "step": 1, "tokens": 2, "max_steps": 3, "elapsed": 0.5, "tokenizer_path": "t.json",
+                              "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                      "torch": torch.get_rng_state()}, "args": {}, "final": False})
+    return p
+
+
+@settings(max_examples=CONVERT_EXAMPLES // 2, **SETTINGS)
+@given(data=st.data())
+def test_fuzz_training_state(state_file, data):
+    """The training-state reader: JSON fields of any type, tensors renamed/retyped, byte flips."""
+    from mmfree import train as T
+    h, body = read_header(state_file)
+    state = json.loads(h["__metadata__"]["state"])
+    kind = data.draw(st.sampled_from(["json", "tensor", "bytes"]))
+    if kind == "json":
+        key = data.draw(st.sampled_from(sorted(state) + ["x"]))
+        path = [key]
+        if isinstance(state.get(key), dict) and state[key] and data.draw(st.booleans()):
+            path.append(data.draw(st.sampled_from(sorted(state[key]))))
+        tgt = state
+        for k in path[:-1]:
+            tgt = tgt[k]
+        tgt[path[-1]] = data.draw(json_values)
+        h["__metadata__"]["state"] = json.dumps(state)
+    elif kind == "tensor":
+        names = [k for k in h if k != "__metadata__"]
+        name = data.draw(st.sampled_from(names))
+        if data.draw(st.booleans()):
+            h[data.draw(st.sampled_from(["model/x", "optim/a/b", "rng/other", "optim/0"]))] = h.pop(name)
+        else:
+            h[name]["dtype"] = data.draw(st.sampled_from(["U8", "I8", "U16", "F16", "BF16"]))
+            h[name]["shape"] = [h[name]["data_offsets"][1] - h[name]["data_offsets"][0]] \
+                if h[name]["dtype"] in ("U8", "I8") else h[name]["shape"]
+    with tempfile.TemporaryDirectory() as d:
+        p = os.path.join(d, "s.safetensors")
+        if kind == "bytes":
+            raw = bytearray(open(state_file, "rb").read())
+            for _ in range(data.draw(st.integers(1, 3))):
+                raw[data.draw(st.integers(0, len(raw) - 1))] ^= data.draw(st.integers(1, 255))
+            open(p, "wb").write(bytes(raw))
+        else:
+            write_raw(p, h, body)
+        outcome(f"training_state_{kind}", lambda: T.load_training_state(p))

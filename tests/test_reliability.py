@@ -473,3 +473,19 @@ def test_hash_placeholder_text_elsewhere_in_header(tmp_path):
     st = sio.SafeTensorsFile(p)
     assert st.metadata["note"] == "sha256:" + "0" * 64
     assert st.metadata["integrity"] == st.integrity_digest("integrity")
+
+
+def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
+    out = str(tmp_path / "o.safetensors")
+    specs = [("a", np.dtype(np.float32), (3,))]
+    w1 = sio.StreamingWriter(out, specs, {"who": "one"})
+    w2 = sio.StreamingWriter(out, specs, {"who": "two"})
+    assert w1.temp_path != w2.temp_path
+    w1.write("a", np.ones(3, np.float32))
+    w2.write("a", np.zeros(3, np.float32))
+    w1.close()
+    assert sio.SafeTensorsFile(out).metadata["who"] == "one"
+    w2.close()
+    st = sio.SafeTensorsFile(out)
+    assert st.metadata["who"] == "two" and np.array_equal(st.get("a"), np.zeros(3))
+    assert leftovers(tmp_path) == []
