@@ -467,4 +467,18 @@ def test_fuzz_training_state(state_file, data):
             open(p, "wb").write(bytes(raw))
         else:
             write_raw(p, h, body)
-        outcome(f"training_state_{kind}", lambda: T.load_training_state(p))
+        cls, got = outcome(f"training_state_{kind}", lambda: T.load_training_state(p))
+        if cls == "ok" and _state_fp(got) != _state_fp(T.load_training_state(state_file)):
+            COUNTS[f"training_state_{kind}"]["silent"] += 1
+            raise AssertionError("a changed training state loaded without an error")
+
+
+def _state_fp(s):
+    def b(t):
+        return bytes(memoryview(t.contiguous().view(-1).view(__import__("torch").uint8).numpy()))
+    return (json.dumps({k: v for k, v in s.items() if k not in ("model", "optimizer", "rng")}, sort_keys=True),
+            {k: b(v) for k, v in s["model"].items()},
+            json.dumps(s["optimizer"]["param_groups"], sort_keys=True, default=str),
+            {(pid, k): (b(v) if hasattr(v, "numpy") else v) for pid, d in s["optimizer"]["state"].items()
+             for k, v in d.items()},
+            s["rng"]["python"], bytes(s["rng"]["numpy"][1].tobytes()), s["rng"]["numpy"][2:], b(s["rng"]["torch"]))

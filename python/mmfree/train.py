@@ -406,7 +406,8 @@ def _dist_env():
 
 # ============================================================================== training state
 # One safetensors file: tensors "model/<name>", "optim/<param index>/<key>", "rng/torch" (uint8),
-# "rng/numpy" and "rng/python" (uint32); metadata "format", "version" and "state" (JSON: config,
+# "rng/numpy" and "rng/python" (uint32); metadata "format", "version", "integrity" (sha256, as in
+# packed files: docs/format.md) and "state" (JSON: config,
 # step, tokens, max_steps, elapsed, tokenizer_path, args, final, the optimizer's param_groups and
 # non-tensor state, the scalar parts of the RNG states). Written atomically (mmfree.fileio), read
 # with the strict numpy reader: no pickle anywhere.
@@ -463,7 +464,8 @@ def save_training_state(path: str, state: dict) -> None:
 
     from .safetensors_io import StreamingWriter
     w = StreamingWriter(path, [(k, "BF16" if k in bf16 else v.dtype, v.shape) for k, v in specs.items()],
-                        {"format": STATE_FORMAT, "version": str(STATE_VERSION), "state": text})
+                        {"format": STATE_FORMAT, "version": str(STATE_VERSION), "state": text},
+                        integrity_key="integrity")
     try:
         for k, v in specs.items():
             w.write(k, v)
@@ -486,6 +488,8 @@ def load_training_state(path: str) -> dict:
         raise FormatError(f"{path}: not an mmfree training state (metadata format={md.get('format')!r})")
     if md.get("version") != str(STATE_VERSION):
         raise FormatError(f"{path}: training state version {md.get('version')!r}, this mmfree reads {STATE_VERSION}")
+    if st.integrity_digest("integrity") != md.get("integrity"):
+        raise FormatError(f"{path}: training state integrity check failed (the file is corrupt or was edited)")
     meta = strict_json_loads(md.get("state", ""), f"{path}: training state metadata")
 
     def bad(what):
