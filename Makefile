@@ -42,6 +42,12 @@ csim:
 census: $(STAMP)
 	@$(PY) -m mmfree.census --board $(BOARD)
 
+# The same library under UBSan (float-to-int casts included), aborting on the first report;
+# tests/test_csim_ubsan.py builds and runs it in `make test`.
+.PHONY: csim-ubsan
+csim-ubsan:
+	$(MAKE) -C hls ubsan BOARD=$(BOARD) PY=$(abspath $(PY))
+
 # Vitis HLS (workstation only): csim, csynth, cosim, IP export for BOARD (kv260, zcu104, pynq-z2).
 hls:
 	$(MAKE) -C hls hls BOARD=$(BOARD)

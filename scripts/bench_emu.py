@@ -13,7 +13,6 @@ Per model: the driver (mmfree.driver.Accelerator) on the emulated overlay (mmfre
 Label the numbers "measured here, <CPU>, emulator".
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -103,8 +102,8 @@ def main(argv=None):
               f"{r['kernel_calls_per_token']:g} kernel calls per token, {r['driver_mode']})")
     print(res["label"])
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(res, f, indent=1)
+        from mmfree.fileio import write_json
+        write_json(a.json, res, indent=1)
     return 0
 
 

@@ -67,8 +67,8 @@ def main(argv=None):
         res["samples"].append({"prompt": p, "greedy": g, "sampled_t0.8_k40_seed1": s})
         print(f"--- {p!r}\n[greedy] {p}{g}\n[sampled] {p}{s}", flush=True)
     if a.json:
-        with open(a.json, "w", encoding="utf-8") as f:
-            json.dump(res, f, indent=2)
+        from mmfree.fileio import write_json
+        write_json(a.json, res, indent=2)
     return 0
 
 

@@ -26,7 +26,6 @@ H200 run:   python scripts/gpu_baseline.py --out results/gpu_baseline_h200.json
 
 import argparse
 import datetime as _dt
-import json
 import os
 import platform
 import shlex
@@ -278,12 +277,12 @@ def main(argv=None):
                     f"{case['avg_watts']:.1f} W avg  {case['idle_watts']:.1f} W idle")
         print(msg, flush=True)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        with open(args.out, "w") as f:  # after each case, so a timeout keeps what finished
-            json.dump(out, f, indent=2)
+        from mmfree.fileio import write_json  # after each case (atomically), so a timeout keeps what finished
+        write_json(args.out, out, indent=2)
     if gpu_index is not None:
         out["gpu_state_after"] = gpu_state(gpu_index)
-        with open(args.out, "w") as f:
-            json.dump(out, f, indent=2)
+        from mmfree.fileio import write_json
+        write_json(args.out, out, indent=2)
     if sensor is not None:
         sensor.close()
     print(f"wrote {args.out}")

@@ -85,7 +85,8 @@ def test_trace_is_consistent(packed_cache):
 
 def test_bad_token_id(packed_cache):
     g = GoldenModel(packed_cache("tiny", "base3")[1])
-    with pytest.raises(ValueError, match="token id 101"):
+    from mmfree.errors import ConfigError
+    with pytest.raises(ConfigError, match="token id 101"):  # the same error type as the emu backend's
         g.step(101)
 
 

@@ -149,9 +149,13 @@ def test_not_a_packed_model(good_file, tmp_path):
 
 def test_missing_tensor(good_file, tmp_path):
     bad = str(tmp_path / "m.safetensors")
-    _rewrite_header(good_file, bad, lambda h: h.pop("layers.0.g_norm"))
+    _rewrite_header(good_file, bad, lambda h: h.update({"layers.0.g_norm2": h.pop("layers.0.g_norm")}))
     with pytest.raises(FormatError, match="missing tensor 'layers.0.g_norm'"):
         pk.load(bad)
+    gap = str(tmp_path / "gap.safetensors")  # dropping the entry leaves its bytes unclaimed: a gap
+    _rewrite_header(good_file, gap, lambda h: h.pop("layers.0.g_norm"))
+    with pytest.raises(FormatError, match="gap of 192 bytes"):
+        pk.load(gap)
 
 
 def test_tampered_shape(good_file, tmp_path):

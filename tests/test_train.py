@@ -84,7 +84,7 @@ def test_loss_decreases_and_files(run):
     assert val_losses[0] > math.log(200)  # initial: about uniform over the vocabulary
     assert train_losses[-1] < train_losses[0] - 1.0
     assert val_losses[-1] < val_losses[0] - 1.0
-    for f in ("config.json", "model.safetensors", "tokenizer.json", "training_state.pt", "loss.png", "train_log.json"):
+    for f in ("config.json", "model.safetensors", "tokenizer.json", T.STATE_FILE, "loss.png", "train_log.json"):
         assert (out / f).exists(), f
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["model_type"] == "hgrn_bit" and cfg["hidden_size"] == 32 and cfg["bos_token_id"] == 1
@@ -92,7 +92,7 @@ def test_loss_decreases_and_files(run):
 
 def test_checkpoint_reloads_with_same_logits(run):
     out = str(run["out"])
-    state = torch.load(os.path.join(out, T.STATE_FILE), map_location="cpu", weights_only=False)
+    state = T.load_training_state(os.path.join(out, T.STATE_FILE))
     from mmfree.config import HGRNBitConfig
     mem = HGRNBit(HGRNBitConfig.from_dict(state["config"]))
     mem.load_state_dict(state["model"])  # the fp32 weights of the in-memory model at the end
@@ -128,13 +128,13 @@ def test_resume_continues_exactly(run, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     T.train(**_args(tr, va, a, tokenizer=tok, max_steps=10, eval_every=0))
     T.train(**_args(tr, va, b, tokenizer=tok, max_steps=10, eval_every=0, save_every=5, _stop_at=5))
-    s = torch.load(b / T.STATE_FILE, map_location="cpu", weights_only=False)
+    s = T.load_training_state(str(b / T.STATE_FILE))
     assert s["step"] == 5 and s["max_steps"] == 10 and s["tokens"] == 5 * 8 * 32
     wb5 = s["model"]
     summary = T.train(**_args(tr, va, b, tokenizer=tok, max_steps=None, eval_every=0, resume=True))
     assert summary["step"] == 10
-    wa = torch.load(a / T.STATE_FILE, map_location="cpu", weights_only=False)["model"]
-    wb = torch.load(b / T.STATE_FILE, map_location="cpu", weights_only=False)["model"]
+    wa = T.load_training_state(str(a / T.STATE_FILE))["model"]
+    wb = T.load_training_state(str(b / T.STATE_FILE))["model"]
     assert any(not torch.equal(wb5[k], wb[k]) for k in wb)  # it did train after resuming
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k

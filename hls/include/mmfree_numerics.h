@@ -18,7 +18,7 @@
 
 namespace mmfree {
 
-/* constants: numerics.py VEC_LANES, EPS, QMAX, SIG_CLAMP, LOG2E, EXP2_POLY */
+/* constants: numerics.py VEC_LANES, EPS, QMAX, SIG_CLAMP, LOG2E, EXP2_POLY (EXP2_T_MAX: below, beside exp2_) */
 static const int VEC_LANES = 16;
 static const float EPS = 1e-6f;
 static const float QMAX = 127.0f;
@@ -66,15 +66,22 @@ inline vf rsqrt_mean_eps(vf ss, int k) {
     return 1.0f / sqrtf_(ms + EPS);
 }
 
-/* floor for |t| < 2^31 (numerics.exp2 uses |t| <= 30 * log2 e) */
+/* floor, defined for every input: |t| >= 2^23 (already an integer), infinities and NaN come back
+ * unchanged, so the (int) conversion only ever sees |t| < 2^23 */
 inline vf floor_(vf t) {
+    if (!(t > -8388608.0f && t < 8388608.0f)) return t;
     vf k = (vf)(int)t; /* trunc */
     if (k > t) k = k - 1.0f;
     return k;
 }
 
-/* numerics.exp2: 2^floor(t) from bits times a degree-6 polynomial of the fraction (Horner) */
+/* numerics.exp2: 2^floor(t) from bits times a degree-6 polynomial of the fraction (Horner);
+ * t clamped to [-126, 126] (numerics.EXP2_T_MAX), NaN returned as it came */
+static const float EXP2_T_MAX = 126.0f;
 inline vf exp2_(vf t) {
+    if (t != t) return t;
+    if (t < -EXP2_T_MAX) t = -EXP2_T_MAX;
+    if (t > EXP2_T_MAX) t = EXP2_T_MAX;
     vf k = floor_(t);
     vf f = t - k;
     vf p = EXP2_C6;
@@ -99,8 +106,10 @@ inline vf sigmoid_(vf z) {
 /* numerics.silu: z * sigmoid(z) */
 inline vf silu_(vf z) { return z * sigmoid_(z); }
 
-/* numerics.round_half_away then clip to +-127 (numerics.quantize, per element); |v| small */
+/* numerics.round_half_away then clip to +-127 (numerics.quantize, per element); NaN -> 0, so the
+ * (int) conversions below only ever see values in [-127, 127] */
 inline int8_t quant_code(vf v) {
+    if (v != v) return 0;
     if (v > QMAX) v = QMAX;   /* clip first: identical result for |v| > 127, keeps (int) defined */
     if (v < -QMAX) v = -QMAX;
     vf t = (vf)(int)v;

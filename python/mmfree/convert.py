@@ -11,9 +11,10 @@ import time
 import numpy as np
 
 from . import packed as pk
-from .errors import FormatError
+from .errors import FormatError, MMFreeError
+from .fileio import check_output_path
 from .hf import Checkpoint
-from .safetensors_io import f32_to_bf16
+from .safetensors_io import MAX_HEADER, f32_to_bf16
 
 CHUNK_ELEMS = 1 << 24  # rows per chunk are chosen to stay near 16M elements (64 MB of float32)
 
@@ -38,14 +39,16 @@ def ternary_codes(w32: np.ndarray, alpha: np.float32) -> np.ndarray:
 
 
 def _pack_tensor(ck: Checkpoint, name: str, packing: str) -> tuple:
-    """(packed codes uint8 [N, row_bytes], alpha float32) for a source weight, two chunked passes."""
+    """(packed codes uint8 [N, row_bytes], alpha float32) for a source weight, two chunked passes.
+    NaN or infinity in the source is a FormatError naming the tensor."""
     w = ck.raw(name)
-    if ck.dtype(name) == "BF16":
-        def to32(a):
-            return (np.asarray(a, np.uint16).astype(np.uint32) << 16).view(np.float32)
-    else:
-        def to32(a):
-            return np.asarray(a, np.float32)
+    bf16 = ck.dtype(name) == "BF16"
+
+    def to32(a):
+        a = (np.asarray(a, np.uint16).astype(np.uint32) << 16).view(np.float32) if bf16 else np.asarray(a, np.float32)
+        if not np.all(np.isfinite(a)):
+            raise FormatError(f"{ck.folder}: tensor {name!r} holds NaN or infinity")
+        return a
     alpha = weight_alpha(_row_chunks(w, to32), w.size)
     out = np.empty((w.shape[0], pk.row_bytes(w.shape[1], packing)), dtype=np.uint8)
     for r, rows in _row_chunks(w, to32):
@@ -74,26 +77,45 @@ def _progress(total: int, desc: str, enabled: bool):
 
 def convert(hf_dir: str, out_path: str, packing: str = "base3", progress: bool = True,
             log=print) -> dict:
-    """Convert a checkpoint folder to a packed file. Returns a summary dict."""
+    """Convert a checkpoint folder to a packed file. Returns a summary dict.
+
+    Safe by construction: every input is checked (hf.Checkpoint; NaN/Inf in any source tensor is a
+    FormatError), an output equal to or inside the input is refused, the file is written to a unique
+    temporary file beside ``out_path``, checked with ``packed.load`` (every check, the integrity
+    hash too) and only then renamed over ``out_path``. On any failure the temporary file is removed
+    and an existing ``out_path`` is left as it was."""
     if packing not in pk.PACKINGS:
         raise FormatError(f"unknown packing {packing!r}, expected one of {pk.PACKINGS}")
     t0 = time.time()
     ck = Checkpoint(hf_dir)
+    check_output_path(out_path, inputs=ck.input_files, input_dirs=[hf_dir])
     cfg = ck.config
-    tok = None
-    if ck.tokenizer_json:
-        with open(ck.tokenizer_json, "r", encoding="utf-8") as f:
-            tok = f.read()
+    tok = ck.read_tokenizer(MAX_HEADER // 2)
     specs = pk.tensor_specs(cfg, packing)
     writer = pk.open_writer(out_path, cfg, packing, tok, source=os.path.basename(os.path.abspath(hf_dir)))
     bar = _progress(len(specs), f"convert ({packing})", progress)
-    f32 = ck.f32
+    f32 = ck.f32_finite
+    loaded = []
+
+    def validate(tmp):
+        """The finished temporary file, through the loader users run (every check, the hash too)."""
+        try:
+            loaded.append(pk.load(tmp))
+        except MMFreeError as e:
+            raise type(e)(f"{out_path}: the converted model fails its own checks, so it was not written "
+                          f"({str(e).replace(tmp, 'the new file')})") from None
+
+    errstate = np.errstate(over="ignore", invalid="ignore")  # overflow in a folded gain: the loader rejects it
+    errstate.__enter__()
     try:
         for name, _, _ in specs:
             if name == "embeddings":
                 src = "model.embeddings.weight"
                 arr = np.asarray(ck.raw(src)) if ck.dtype(src) == "BF16" else f32_to_bf16(f32(src))
-                writer.write(name, np.asarray(arr, dtype=np.uint16))
+                arr = np.asarray(arr, dtype=np.uint16)
+                if not pk.bf16_finite(arr).all():
+                    raise FormatError(f"{hf_dir}: tensor {src!r} holds NaN or infinity")
+                writer.write(name, arr)
             elif name == "lower_bounds":
                 if cfg.use_lower_bound:
                     writer.write(name, lower_bound_table(f32("model.lower_bounds")))
@@ -135,14 +157,15 @@ def convert(hf_dir: str, out_path: str, packing: str = "base3", progress: bool =
                         writer.write(name, np.asarray(gamma, np.float32))
             if bar is not None:
                 bar.update(1)
-        writer.close()
+        writer.close(validate)
     except BaseException:
         writer.abort()
         raise
     finally:
+        errstate.__exit__(None, None, None)
         if bar is not None:
             bar.close()
-    model = pk.load(out_path, check_codes=False)
+    model = loaded[0]
     summary = {
         "out": out_path, "packing": packing, "file_bytes": model.file_size,
         "code_bytes": model.nbytes(".codes"), "weights": model.n_weights(),

@@ -485,9 +485,22 @@ class Accelerator:
         self.buffers.append(buf)
         return buf
 
+    def _check_inputs(self):
+        """The kernel never meets a NaN or infinity that a valid model does not hold: every float
+        tensor (the bf16 embeddings included) is checked here, whatever built the PackedModel."""
+        from .packed import bf16_finite
+        m = self.packed
+        if not bf16_finite(m.tensor("embeddings")).all():
+            raise ConfigError(f"{m.path}: tensor 'embeddings' holds NaN or infinity; refusing to load it")
+        for name in m.names:
+            a = m.tensor(name)
+            if a.dtype == np.float32 and not np.all(np.isfinite(a)):
+                raise ConfigError(f"{m.path}: tensor {name!r} holds NaN or infinity; refusing to load it")
+
     def _load(self, cacheable, arena):
         m, cfg = self.packed, self.config
         L = self.n_layers
+        self._check_inputs()
         self.emb = self._alloc((self.vocab, self.d), np.uint16, cacheable)
         self.emb[:] = np.asarray(m.tensor("embeddings"), np.uint16)
         if arena:
@@ -579,6 +592,8 @@ class Accelerator:
         ip.wait(self.timeout_s, what)
 
     def _token_id(self, token: int) -> int:
+        if isinstance(token, (bool, np.bool_)) or not isinstance(token, (int, np.integer)):
+            raise ConfigError(f"token id {token!r} is not an integer")
         t = int(token)
         if not 0 <= t < self.vocab:
             raise ConfigError(f"token id {t} outside the model's vocabulary 0..{self.vocab - 1}")
@@ -623,7 +638,7 @@ class Accelerator:
     def prefill(self, ids: Sequence[int]) -> np.ndarray:
         """Prompt tokens one by one, logits [V] of the last: OP_BODY for all but the last, OP_TOKEN for it
         (per-op fallback: EMBED + LAYERs each, HEAD after the last)."""
-        ids = [int(i) for i in ids]
+        ids = [self._token_id(i) for i in ids]
         if not ids:
             raise ConfigError("empty prompt")
         if self.mode == "token":

@@ -27,3 +27,9 @@ class BusError(DeviceError):
 
 class ModelTooLarge(ConfigError):
     """A model does not fit the overlay's compiled maxima or the board's CMA memory."""
+
+
+class OutputError(MMFreeError):
+    """A file could not be written (full disk, no permission, an output that would overwrite an input).
+
+    Whenever this is raised, the temporary file is gone and an existing output is untouched."""

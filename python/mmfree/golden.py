@@ -20,6 +20,7 @@ import numpy as np
 
 from . import numerics as nx
 from . import packed as pk
+from .errors import ConfigError
 from .safetensors_io import bf16_to_f32
 
 F32 = np.float32
@@ -84,7 +85,7 @@ class GoldenModel:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ids.size and (ids.min() < 0 or ids.max() >= self.vocab):
             bad = int(ids[(ids < 0) | (ids >= self.vocab)][0])
-            raise ValueError(f"token id {bad} is outside the vocabulary (0..{self.vocab - 1})")
+            raise ConfigError(f"token id {bad} is outside the vocabulary (0..{self.vocab - 1})")
         return bf16_to_f32(self.packed.tensor("embeddings")[ids])
 
     def layer(self, li: int, x: np.ndarray, h: np.ndarray, trace: Optional[dict] = None):

@@ -17,7 +17,6 @@ Parameter names follow the released checkpoints (``model.layers.N.attn.i_proj.we
 ``from_pretrained`` / ``save_pretrained`` read and write the released Hugging Face format.
 """
 
-import json
 import os
 from typing import List, Optional
 
@@ -315,14 +314,19 @@ class HGRNBit(nn.Module):
         cfgd.pop("torch_dtype", None)
         cfgd[dtype_key] = names[dtype]
         cfgd.setdefault("transformers_version", "4.40.2")
-        with open(os.path.join(path, "config.json"), "w", encoding="utf-8") as f:
-            json.dump(cfgd, f, indent=2, sort_keys=True)
-        with open(os.path.join(path, "generation_config.json"), "w", encoding="utf-8") as f:
-            json.dump({"bos_token_id": self.config.bos_token_id, "eos_token_id": self.config.eos_token_id}, f)
+        from .fileio import atomic_path, write_json  # every file: temporary file, then rename
+
+        def save_st(tensors, fn):
+            with atomic_path(os.path.join(path, fn)) as tmp:
+                save_file(tensors, tmp, metadata=meta)
+
+        write_json(os.path.join(path, "config.json"), cfgd, indent=2, sort_keys=True)
+        write_json(os.path.join(path, "generation_config.json"),
+                   {"bos_token_id": self.config.bos_token_id, "eos_token_id": self.config.eos_token_id}, indent=None)
         sd = {k: v.detach().to("cpu", dtype).contiguous() for k, v in self.state_dict().items()}
         meta = {"format": "pt"}
         if not max_shard_bytes:
-            save_file(sd, os.path.join(path, "model.safetensors"), metadata=meta)
+            save_st(sd, "model.safetensors")
         else:
             shards, cur, size = [], {}, 0
             for k, v in sd.items():
@@ -336,13 +340,14 @@ class HGRNBit(nn.Module):
             weight_map = {}
             for i, shard in enumerate(shards):
                 fname = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-                save_file(shard, os.path.join(path, fname), metadata=meta)
+                save_st(shard, fname)
                 weight_map.update({k: fname for k in shard})
             total = sum(v.numel() * v.element_size() for v in sd.values())
-            with open(os.path.join(path, "model.safetensors.index.json"), "w", encoding="utf-8") as f:
-                json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+            write_json(os.path.join(path, "model.safetensors.index.json"),
+                       {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
         if self.tokenizer_file and os.path.exists(self.tokenizer_file):
             import shutil
             dst = os.path.join(path, "tokenizer.json")
             if os.path.abspath(dst) != os.path.abspath(self.tokenizer_file):
-                shutil.copyfile(self.tokenizer_file, dst)
+                with atomic_path(dst) as tmp:
+                    shutil.copyfile(self.tokenizer_file, tmp)

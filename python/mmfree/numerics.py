@@ -65,16 +65,21 @@ def round_half_away(v: np.ndarray) -> np.ndarray:
 
 
 def absmax(u: np.ndarray) -> np.ndarray:
-    return np.max(np.abs(u), axis=-1)
+    """max |u_k|, starting from 0 and skipping NaN (the hardware's ``a > m`` compare is false for NaN)."""
+    a = np.abs(np.asarray(u, F32))
+    return np.max(np.where(np.isnan(a), F32(0.0), a), axis=-1, initial=F32(0.0))
 
 
 def quantize(u: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """int8 codes round(u * (127 / m)) clamped to +-127; all zero where m == 0. Returns float32."""
+    """int8 codes round(u * (127 / m)) clamped to +-127; all zero where m == 0; code 0 where
+    u * (127 / m) is NaN (defined for every input: NaN never reaches a float-to-int conversion).
+    Returns float32."""
     m = np.asarray(m, F32)
     safe = np.where(m > 0, m, F32(1.0))
     s = np.where(m > 0, QMAX / safe, F32(0.0)).astype(F32)
-    q = round_half_away(u * s[..., None])
-    return np.clip(q, -QMAX, QMAX)
+    v = np.asarray(u * s[..., None], F32)
+    q = np.clip(round_half_away(v), -QMAX, QMAX)
+    return np.where(np.isnan(q), F32(0.0), q).astype(F32)
 
 
 def out_scale(alpha, m, rscale) -> np.ndarray:
@@ -82,16 +87,22 @@ def out_scale(alpha, m, rscale) -> np.ndarray:
     return ((F32(alpha) * np.asarray(m, F32)) * np.asarray(rscale, F32)) / QMAX
 
 
+EXP2_T_MAX = F32(126.0)    # exp2's argument is clamped to [-126, 126] (sigmoid's stays within +-43.3)
+
+
 def exp2(t: np.ndarray) -> np.ndarray:
-    """2^t for t in [-126, 126]: 2^floor(t) built from bits times a polynomial of the fraction."""
-    t = np.asarray(t, F32)
+    """2^t for t clamped to [-126, 126]: 2^floor(t) built from bits times a polynomial of the
+    fraction; NaN in, the same NaN out (defined for every input, no float-to-int cast of NaN)."""
+    t0 = np.asarray(t, F32)
+    nan = np.isnan(t0)
+    t = np.clip(np.where(nan, F32(0.0), t0), -EXP2_T_MAX, EXP2_T_MAX).astype(F32)
     k = np.floor(t)
     f = t - k
     p = np.full_like(f, EXP2_POLY[-1])
     for c in EXP2_POLY[-2::-1]:
         p = p * f + c
     pow2k = ((k.astype(np.int32) + 127) << 23).astype(np.int32).view(F32)
-    return p * pow2k
+    return np.where(nan, t0, p * pow2k).astype(F32)
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -11,16 +11,24 @@ Padding codes are 0. Everything torch-free: this module runs on the board.
 """
 
 import json
+import re
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .config import HGRNBitConfig
 from .errors import ConfigError, FormatError
-from .safetensors_io import SafeTensorsFile, StreamingWriter
+from .safetensors_io import INTEGRITY_PREFIX, SafeTensorsFile, StreamingWriter, strict_json_loads
+from .safetensors_io import bf16_to_f32 as _bf16_to_f32
 
 FORMAT_NAME = "mmfree-packed"
 FORMAT_VERSION = 1
+INTEGRITY_KEY = "integrity"  # metadata: "sha256:<64 hex>" of the canonical header and the data (optional)
+METADATA_KEYS = ("format", "format_version", "packing", "config", "source", "tokenizer", INTEGRITY_KEY)
+# plausibility limits (docs/format.md): alpha = mean|W| >= 1e-5 by construction; every gain, norm and
+# embedding finite and within +-MAX_ABS; lower bounds in [0, 1] with row 0 exactly 0
+ALPHA_MIN = 1e-5
+MAX_ABS = 1e6
 PACKINGS = ("2bit", "base3")
 WORD_BYTES = 16  # rows are padded to whole 128-bit bus words
 CODES_PER_BYTE = {"2bit": 4, "base3": 5}
@@ -169,7 +177,29 @@ def metadata(cfg: HGRNBitConfig, packing: str, tokenizer_json: Optional[str] = N
 
 def open_writer(path: str, cfg: HGRNBitConfig, packing: str, tokenizer_json: Optional[str] = None,
                 source: str = "") -> StreamingWriter:
-    return StreamingWriter(path, tensor_specs(cfg, packing), metadata(cfg, packing, tokenizer_json, source))
+    """A StreamingWriter for a packed file (integrity hash included); ``close(validate)`` renames it
+    into place only after ``validate`` accepted it."""
+    return StreamingWriter(path, tensor_specs(cfg, packing), metadata(cfg, packing, tokenizer_json, source),
+                           integrity_key=INTEGRITY_KEY)
+
+
+def expected_data_bytes(cfg: HGRNBitConfig, packing: str) -> int:
+    """Bytes of the data region that the config and packing imply (O(1): no loop over layers)."""
+    d, inter, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
+    per_layer = 3 * 4 * d
+    for proj in LAYER_PROJ:
+        n, k = proj_shape(proj, d, inter)
+        per_layer += n * row_bytes(k, packing) + 4 + 4 * k
+    return 2 * V * d + 4 * L * d + L * per_layer + 4 * d + V * row_bytes(d, packing) + 4 + 4 * d
+
+
+def expected_tensor_count(cfg: HGRNBitConfig) -> int:
+    return 6 + (3 + 3 * len(LAYER_PROJ)) * cfg.num_hidden_layers
+
+
+def bf16_finite(bits: np.ndarray) -> np.ndarray:
+    """True where bf16 bit patterns are finite (exponent not all ones)."""
+    return (np.asarray(bits, np.uint16) & np.uint16(0x7F80)) != np.uint16(0x7F80)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -177,63 +207,136 @@ def open_writer(path: str, cfg: HGRNBitConfig, packing: str, tokenizer_json: Opt
 # ----------------------------------------------------------------------------------------------
 
 class PackedModel:
-    """A checked packed model file. ``tensor(name)`` gives the stored arrays (memory-mapped).
+    """A checked packed model file, held in memory. ``tensor(name)`` gives the stored arrays
+    (read-only views of the data read once at load: no memory map, so a file changed on disk later
+    cannot crash the process).
 
     Attributes: ``config`` (HGRNBitConfig), ``packing``, ``tokenizer_json`` (str or None),
-    ``path``, ``file_size``.
+    ``source``, ``path``, ``file_size``, ``integrity`` ("verified", "not checked" or "absent": files
+    written before the hash existed have none).
+
+    ``verify=False`` skips the integrity hash (for speed); every other check still runs.
+    ``check_codes=False`` skips the code-byte scan (the hash still covers the codes).
     """
 
-    def __init__(self, path: str, check_codes: bool = True):
+    def __init__(self, path: str, check_codes: bool = True, verify: bool = True):
         self.path = path
         st = SafeTensorsFile(path)
         self._st = st
         md = st.metadata
-        if md.get("format") != FORMAT_NAME:
-            raise FormatError(f"{path}: not an mmfree packed model (metadata format={md.get('format')!r}, "
+        fmt = md.get("format")
+        if fmt != FORMAT_NAME:
+            raise FormatError(f"{path}: not an mmfree packed model (metadata format={fmt!r}, "
                               f"expected {FORMAT_NAME!r}); convert a checkpoint with `mmfree convert`")
-        try:
-            version = int(md.get("format_version", ""))
-        except ValueError:
-            raise FormatError(f"{path}: unreadable format_version {md.get('format_version')!r}") from None
+        ver = md.get("format_version", "")
+        if not re.fullmatch(r"[0-9]{1,6}", ver):
+            raise FormatError(f"{path}: unreadable format_version {ver!r}")
+        version = int(ver)
         if version != FORMAT_VERSION:
             raise FormatError(f"{path}: packed format version {version}, this mmfree reads version "
-                              f"{FORMAT_VERSION}; re-run `mmfree convert` with this version")
+                              f"{FORMAT_VERSION}; re-run `mmfree convert` on the original checkpoint with this version")
         self.packing = md.get("packing")
         if self.packing not in PACKINGS:
             raise FormatError(f"{path}: unknown packing {self.packing!r}, expected one of {PACKINGS}")
+        if "config" not in md:
+            raise FormatError(f"{path}: metadata has no config")
+        cfg_d = strict_json_loads(md["config"], f"{path}: metadata config")
+        if not isinstance(cfg_d, dict):
+            raise FormatError(f"{path}: bad config in metadata: not a JSON object")
         try:
-            self.config = HGRNBitConfig.from_dict(json.loads(md["config"]))
-        except KeyError:
-            raise FormatError(f"{path}: metadata has no config") from None
-        except (ValueError, ConfigError) as e:
+            self.config = HGRNBitConfig.from_dict(cfg_d)
+        except ConfigError as e:
             raise FormatError(f"{path}: bad config in metadata: {e}") from None
         self.tokenizer_json = md.get("tokenizer")
+        if self.tokenizer_json is not None:
+            tj = strict_json_loads(self.tokenizer_json, f"{path}: metadata tokenizer")
+            if not isinstance(tj, dict):
+                raise FormatError(f"{path}: metadata tokenizer is not a JSON object (a tokenizer.json)")
         self.source = md.get("source", "")
         self.file_size = st.file_size
-        specs = tensor_specs(self.config, self.packing)
-        expected = {n for n, _, _ in specs}
+        cfg = self.config
+        # sizes first, in O(1): a small file declaring a huge model fails here, before any loop over layers
+        n_want = expected_tensor_count(cfg)
+        if len(st.names) != n_want:
+            raise FormatError(f"{path}: the config ({cfg.num_hidden_layers} layers) implies {n_want} tensors, "
+                              f"the file holds {len(st.names)}")
+        want_bytes = expected_data_bytes(cfg, self.packing)
+        if want_bytes != st.data_len:
+            raise FormatError(f"{path}: the config and packing {self.packing!r} imply {want_bytes} data bytes, "
+                              f"the file holds {st.data_len} (truncated, or a config that does not match)")
+        specs = tensor_specs(cfg, self.packing)
+        want_dts = {np.dtype(np.uint8): "U8", np.dtype("<u2"): "U16", np.dtype("<f4"): "F32"}
+        pos = 0
         for name, dt, shape in specs:
             if name not in st:
                 raise FormatError(f"{path}: missing tensor {name!r}")
             got_dt, got_shape = st.info(name)
-            want_dt = {np.dtype(np.uint8): "U8", np.dtype("<u2"): "U16", np.dtype("<f4"): "F32"}[np.dtype(dt)]
+            want_dt = want_dts[np.dtype(dt)]
             if got_dt != want_dt:
                 raise FormatError(f"{path}: tensor {name!r} has dtype {got_dt}, expected {want_dt}")
             if tuple(got_shape) != tuple(shape):
                 raise FormatError(f"{path}: tensor {name!r} has shape {list(got_shape)}, the config and "
                                   f"packing {self.packing!r} imply {list(shape)}")
-        extra = [n for n in st.names if n not in expected]
-        if extra:
-            raise FormatError(f"{path}: unexpected tensor {extra[0]!r}")
+            b, e = st.span(name)
+            if b != pos:
+                raise FormatError(f"{path}: tensor {name!r} is not where the format puts it "
+                                  f"(data offset {b}, expected {pos}: tensors follow the documented order)")
+            pos = e
+        st.preload()
+        self._check_values(specs, check_codes)
+        integ = md.get(INTEGRITY_KEY)
+        if integ is None:
+            self.integrity = "absent"
+        elif not re.fullmatch(re.escape(INTEGRITY_PREFIX) + "[0-9a-f]{64}", integ):
+            raise FormatError(f"{path}: metadata {INTEGRITY_KEY!r} is not {INTEGRITY_PREFIX}<64 hex digits>")
+        elif verify:
+            got = st.integrity_digest(INTEGRITY_KEY)
+            if got != integ:
+                raise FormatError(f"{path}: integrity check failed: the content hash is {got[:19]}..., the "
+                                  f"header records {integ[:19]}... (the file is corrupt; convert it again, or "
+                                  "load with verify=False to skip the check at your own risk)")
+            self.integrity = "verified"
+        else:
+            self.integrity = "not checked"
+
+    def _check_values(self, specs, check_codes: bool):
+        """NaN/Inf in every float tensor (bf16 embeddings included), plausibility, code bytes."""
+        path, st = self.path, self._st
+        emb = st.get("embeddings")
+        ok = bf16_finite(emb)
+        if not ok.all():
+            r = int(np.argwhere(~ok.all(axis=1))[0, 0])
+            raise FormatError(f"{path}: tensor 'embeddings' holds NaN or infinity (bf16, row {r})")
+        big = np.abs(_bf16_to_f32(emb)) > MAX_ABS
+        if big.any():
+            raise FormatError(f"{path}: tensor 'embeddings' holds a value beyond +-{MAX_ABS:g} (implausible)")
         for name, dt, shape in specs:
-            if dt == np.dtype("<f4") and not np.all(np.isfinite(st.get(name))):
+            if dt != np.dtype("<f4"):
+                continue
+            a = st.get(name)
+            if not np.all(np.isfinite(a)):
                 raise FormatError(f"{path}: tensor {name!r} holds NaN or infinity")
+            if name.endswith(".alpha"):
+                v = float(a[0])
+                if not ALPHA_MIN <= v <= MAX_ABS:
+                    raise FormatError(f"{path}: tensor {name!r} is {v!r}; alpha = mean|W| must lie in "
+                                      f"[{ALPHA_MIN:g}, {MAX_ABS:g}]")
+            elif name == "lower_bounds":
+                if a.size and (a.min() < 0 or a.max() > 1):
+                    raise FormatError(f"{path}: tensor 'lower_bounds' has values outside [0, 1]")
+                if a.shape[0] and np.any(a[0] != 0):
+                    raise FormatError(f"{path}: tensor 'lower_bounds' row 0 is not 0 (the format stores "
+                                      "cumsum(softmax) minus its first row)")
+            elif a.size and np.abs(a).max() > MAX_ABS:
+                raise FormatError(f"{path}: tensor {name!r} holds a value beyond +-{MAX_ABS:g} (implausible)")
         if check_codes:
             for name, dt, shape in specs:
                 if name.endswith(".codes"):
                     validate_codes(st.get(name), proj_k(name, self.config), self.packing, name, path)
 
     def tensor(self, name: str) -> np.ndarray:
+        if name not in self._st:
+            raise FormatError(f"{self.path}: no tensor {name!r} in this model")
         return self._st.get(name)
 
     @property
@@ -254,5 +357,27 @@ class PackedModel:
         return 8.0 * self.nbytes(".codes") / self.n_weights()
 
 
-def load(path: str, check_codes: bool = True) -> PackedModel:
-    return PackedModel(path, check_codes=check_codes)
+def load(path: str, check_codes: bool = True, verify: bool = True) -> PackedModel:
+    """Open and check a packed model (docs/format.md, "Checks on load"); FormatError on any problem.
+    ``verify=False`` skips the integrity hash (every other check still runs)."""
+    return PackedModel(path, check_codes=check_codes, verify=verify)
+
+
+def add_integrity(src: str, dst: Optional[str] = None) -> PackedModel:
+    """Re-pack a packed file from itself with an integrity hash (files written before the hash
+    existed): every tensor byte and metadata value kept, the hash added, written atomically and
+    validated by ``load`` before it replaces ``dst`` (default: ``src`` itself, in place)."""
+    m = load(src)
+    dst = src if dst is None else dst
+    md = {k: v for k, v in m._st.metadata.items() if k != INTEGRITY_KEY}
+    specs = tensor_specs(m.config, m.packing)
+    w = StreamingWriter(dst, specs, md, integrity_key=INTEGRITY_KEY)
+    out = []
+    try:
+        for name, _, _ in specs:
+            w.write(name, m.tensor(name))
+        w.close(lambda tmp: out.append(load(tmp)))
+    except BaseException:
+        w.abort()
+        raise
+    return out[0]

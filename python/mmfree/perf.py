@@ -139,6 +139,10 @@ def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    from .fileio import atomic_path
+    try:
+        with atomic_path(path) as tmp:  # a temporary file, then a rename: never a half-written plot
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path

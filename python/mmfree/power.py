@@ -1055,7 +1055,9 @@ def plot_trace(result, path: str, title: Optional[str] = None) -> str:
     fig.tight_layout()
     d = os.path.dirname(os.path.abspath(path))
     os.makedirs(d, exist_ok=True)
-    fig.savefig(path, format="png")
+    from .fileio import atomic_path
+    with atomic_path(path) as tmp:  # a temporary file, then a rename: never a half-written plot
+        fig.savefig(tmp, format="png")
     return path
 
 

@@ -15,8 +15,9 @@ file, cached next to the text (or in ``--cache-dir``) and opened as a numpy memm
 
 Outputs in ``--out``: the checkpoint in the released Hugging Face format (``config.json``,
 ``model.safetensors`` bf16, ``tokenizer.json``, ``generation_config.json``) that ``mmfree convert``
-takes, ``training_state.pt`` beside it (fp32 weights, optimizer, step, RNG: resume with
-``--resume``), ``losses.csv`` (step, tokens, train_loss, val_loss, lr, elapsed_s), ``loss.png``
+takes, ``training_state.safetensors`` beside it (fp32 weights, optimizer, step, RNG: resume with
+``--resume``; tensors in safetensors, everything else as JSON in its metadata: loading it never
+runs code, unlike a pickle), ``losses.csv`` (step, tokens, train_loss, val_loss, lr, elapsed_s), ``loss.png``
 and ``train_log.json`` (arguments, throughput, final numbers).
 
 Command line (``python -m mmfree.train ...`` or ``main(argv)``), see ``build_parser``.
@@ -40,7 +41,10 @@ import numpy as np
 DOC_SEP = "\x1e"
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]  # ids 0, 1, 2 as in the released config
 BOS_ID, EOS_ID = 1, 2
-STATE_FILE = "training_state.pt"
+STATE_FILE = "training_state.safetensors"
+LEGACY_STATE_FILE = "training_state.pt"  # pickles of earlier versions: never loaded (unpickling runs code)
+STATE_FORMAT = "mmfree-training-state"
+STATE_VERSION = 1
 
 __all__ = ["main", "train", "build_parser", "read_documents", "train_tokenizer", "tokenize_corpus",
            "TokenData", "lr_at", "torch_perplexity", "generate", "plot_losses"]
@@ -110,7 +114,9 @@ def train_tokenizer(paths: Sequence[str], vocab_size: int, out_path: str, max_ch
     for i, s in enumerate(SPECIAL_TOKENS):
         assert tok.token_to_id(s) == i, (s, tok.token_to_id(s))
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    tok.save(out_path)
+    from .fileio import atomic_path
+    with atomic_path(out_path) as tmp:
+        tok.save(tmp)
     return tok
 
 
@@ -140,9 +146,9 @@ def tokenize_corpus(text_path: str, tokenizer_path: str, cache_dir: Optional[str
     out = os.path.join(cache_dir, f"{os.path.basename(text_path)}.{key[:16]}.{'u16' if dtype == np.uint16 else 'u32'}")
     if os.path.exists(out) and os.path.exists(out + ".json"):
         return out
-    tmp = out + f".tmp{os.getpid()}"
+    from .fileio import atomic_open, write_json
     n_docs = n_bytes = n_tokens = 0
-    with open(tmp, "wb") as f:
+    with atomic_open(out, "wb") as f:
         batch: List[str] = []
 
         def flush():
@@ -164,9 +170,7 @@ def tokenize_corpus(text_path: str, tokenizer_path: str, cache_dir: Optional[str
     meta = {"text": os.path.abspath(text_path), "tokenizer": os.path.abspath(tokenizer_path),
             "vocab_size": vocab, "dtype": np.dtype(dtype).name, "documents": n_docs,
             "text_bytes": n_bytes, "tokens": n_tokens, "bos_id": BOS_ID, "eos_id": EOS_ID}
-    os.replace(tmp, out)
-    with open(out + ".json", "w", encoding="utf-8") as f:
-        json.dump(meta, f, indent=2)
+    write_json(out + ".json", meta, indent=2)
     return out
 
 
@@ -343,8 +347,12 @@ def plot_losses(csv_path: str, png_path: str, title: str = ""):
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(png_path)
-    plt.close(fig)
+    from .fileio import atomic_path
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 # ============================================================================== training
@@ -396,11 +404,171 @@ def _dist_env():
     return ws, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
 
 
-def _atomic_torch_save(obj, path):
+# ============================================================================== training state
+# One safetensors file: tensors "model/<name>", "optim/<param index>/<key>", "rng/torch" (uint8),
+# "rng/numpy" and "rng/python" (uint32); metadata "format", "version", "integrity" (sha256, as in
+# packed files: docs/format.md) and "state" (JSON: config,
+# step, tokens, max_steps, elapsed, tokenizer_path, args, final, the optimizer's param_groups and
+# non-tensor state, the scalar parts of the RNG states). Written atomically (mmfree.fileio), read
+# with the strict numpy reader: no pickle anywhere.
+
+def _torch_to_np(t):
     import torch
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.view(torch.int16).numpy().view(np.uint16), "BF16"
+    return t.numpy(), None
+
+
+def save_training_state(path: str, state: dict) -> None:
+    """Write ``state`` (the dict ``train`` keeps: config, model, optimizer, step, tokens, max_steps,
+    elapsed, tokenizer_path, rng, args, final) atomically as safetensors + JSON."""
+    import torch
+    from .safetensors_io import write_file
+
+    tensors, specs, bf16 = {}, {}, set()
+
+    def put(name, t):
+        a, dt = _torch_to_np(t)
+        tensors[name] = a
+        if dt == "BF16":
+            bf16.add(name)
+
+    for k, v in state["model"].items():
+        put(f"model/{k}", v)
+    opt = state["optimizer"]
+    opt_scalars = {}
+    for pid, st in opt["state"].items():
+        scal = {}
+        for key, v in st.items():
+            if isinstance(v, torch.Tensor):
+                put(f"optim/{int(pid)}/{key}", v)
+            else:
+                scal[key] = v
+        opt_scalars[str(int(pid))] = scal
+    rng = state["rng"]
+    py_ver, py_int, py_gauss = rng["python"]
+    tensors["rng/python"] = np.asarray(py_int, dtype=np.uint32)
+    np_name, np_keys, np_pos, np_has_gauss, np_cached = rng["numpy"]
+    tensors["rng/numpy"] = np.asarray(np_keys, dtype=np.uint32)
+    tensors["rng/torch"] = rng["torch"].detach().cpu().numpy().astype(np.uint8)
+    meta = {k: state[k] for k in ("config", "step", "tokens", "max_steps", "elapsed", "tokenizer_path", "args", "final")}
+    meta["optimizer"] = {"param_groups": [dict(g) for g in opt["param_groups"]], "scalars": opt_scalars}
+    meta["rng"] = {"python": [py_ver, py_gauss], "numpy": [np_name, int(np_pos), int(np_has_gauss), float(np_cached)]}
+    meta["bf16"] = sorted(bf16)
+    text = json.dumps(meta, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
+    specs = {k: v for k, v in tensors.items()}
+
+    def check(tmp):
+        load_training_state(tmp)
+
+    from .safetensors_io import StreamingWriter
+    w = StreamingWriter(path, [(k, "BF16" if k in bf16 else v.dtype, v.shape) for k, v in specs.items()],
+                        {"format": STATE_FORMAT, "version": str(STATE_VERSION), "state": text},
+                        integrity_key="integrity")
+    try:
+        for k, v in specs.items():
+            w.write(k, v)
+        w.close(check)
+    except BaseException:
+        w.abort()
+        raise
+
+
+def load_training_state(path: str) -> dict:
+    """Read a training state written by ``save_training_state``; FormatError for anything else
+    (a pickle included: it is refused by the reader, never unpickled)."""
+    import torch
+    from .errors import FormatError
+    from .safetensors_io import SafeTensorsFile, strict_json_loads
+
+    st = SafeTensorsFile(path)
+    md = st.metadata
+    if md.get("format") != STATE_FORMAT:
+        raise FormatError(f"{path}: not an mmfree training state (metadata format={md.get('format')!r})")
+    if md.get("version") != str(STATE_VERSION):
+        raise FormatError(f"{path}: training state version {md.get('version')!r}, this mmfree reads {STATE_VERSION}")
+    if st.integrity_digest("integrity") != md.get("integrity"):
+        raise FormatError(f"{path}: training state integrity check failed (the file is corrupt or was edited)")
+    meta = strict_json_loads(md.get("state", ""), f"{path}: training state metadata")
+
+    def bad(what):
+        return FormatError(f"{path}: training state: {what}")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    if not isinstance(meta, dict):
+        raise bad("metadata is not a JSON object")
+    for key, ok in (("config", lambda v: isinstance(v, dict)), ("step", lambda v: is_int(v) and v >= 0),
+                    ("tokens", lambda v: is_int(v) and v >= 0),
+                    ("max_steps", lambda v: v is None or (is_int(v) and v >= 0)),
+                    ("elapsed", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+                    ("tokenizer_path", lambda v: isinstance(v, str)), ("args", lambda v: isinstance(v, dict)),
+                    ("final", lambda v: isinstance(v, bool)), ("optimizer", lambda v: isinstance(v, dict)),
+                    ("rng", lambda v: isinstance(v, dict)), ("bf16", lambda v: isinstance(v, list))):
+        if key not in meta or not ok(meta[key]):
+            raise bad(f"field {key!r} missing or of the wrong type")
+    optm = meta["optimizer"]
+    groups, scalars = optm.get("param_groups"), optm.get("scalars")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) and isinstance(g.get("params"), list)
+                                               for g in groups) or not isinstance(scalars, dict):
+        raise bad("optimizer param_groups/scalars malformed")
+    rng = meta["rng"]
+    pyr, npr = rng.get("python"), rng.get("numpy")
+    if not (isinstance(pyr, list) and len(pyr) == 2 and is_int(pyr[0])
+            and (pyr[1] is None or isinstance(pyr[1], float))):
+        raise bad("python RNG state malformed")
+    if not (isinstance(npr, list) and len(npr) == 4 and npr[0] == "MT19937" and is_int(npr[1]) and is_int(npr[2])
+            and isinstance(npr[3], float)):
+        raise bad("numpy RNG state malformed")
+
+    def tensor(name):
+        a = np.array(st.get(name))
+        if name in meta["bf16"]:
+            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(a)
+
+    model, ostate = {}, {}
+    for name in st.names:
+        if name.startswith("model/"):
+            model[name[6:]] = tensor(name)
+        elif name.startswith("optim/"):
+            parts = name.split("/")
+            if len(parts) != 3 or not parts[1].isdigit():
+                raise bad(f"unexpected tensor {name!r}")
+            ostate.setdefault(int(parts[1]), {})[parts[2]] = tensor(name)
+        elif name not in ("rng/python", "rng/numpy", "rng/torch"):
+            raise bad(f"unexpected tensor {name!r}")
+    for pid, scal in scalars.items():
+        if not pid.isdigit() or not isinstance(scal, dict):
+            raise bad("optimizer scalars malformed")
+        ostate.setdefault(int(pid), {}).update(scal)
+    for name, n, dt in (("rng/python", 625, "U32"), ("rng/numpy", 624, "U32"), ("rng/torch", None, "U8")):
+        if name not in st:
+            raise bad(f"missing tensor {name!r}")
+        got_dt, shape = st.info(name)
+        if got_dt != dt or len(shape) != 1 or (n is not None and shape[0] != n):
+            raise bad(f"tensor {name!r} has dtype {got_dt} shape {list(shape)}")
+    py_int = tuple(int(v) for v in st.get("rng/python"))
+    groups = [dict(g, betas=tuple(g["betas"])) if isinstance(g.get("betas"), list) else g for g in groups]
+    return {"config": meta["config"], "model": model,
+            "optimizer": {"state": ostate, "param_groups": groups},
+            "step": meta["step"], "tokens": meta["tokens"], "max_steps": meta["max_steps"],
+            "elapsed": float(meta["elapsed"]), "tokenizer_path": meta["tokenizer_path"], "args": meta["args"],
+            "final": meta["final"],
+            "rng": {"python": (pyr[0], py_int, pyr[1]),
+                    "numpy": ("MT19937", np.array(st.get("rng/numpy"), dtype=np.uint32), npr[1], npr[2], npr[3]),
+                    "torch": torch.from_numpy(np.array(st.get("rng/torch"), dtype=np.uint8))}}
+
+
+def _restore(what: str, path: str, fn):
+    """Apply one part of a loaded state; its errors (shapes, RNG sizes, ...) become FormatError."""
+    from .errors import FormatError
+    try:
+        fn()
+    except (RuntimeError, ValueError, TypeError, KeyError, IndexError, OverflowError) as e:
+        raise FormatError(f"{path}: training state does not fit this run ({what}: {e})") from None
 
 
 def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tokenizer: Optional[str] = None,
@@ -435,9 +603,17 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
     master = rank == 0
     os.makedirs(out, exist_ok=True)
     state_path = os.path.join(out, STATE_FILE)
-    if resume and not os.path.exists(state_path):
-        raise FileNotFoundError(f"--resume: no {state_path}")
-    saved = torch.load(state_path, map_location="cpu", weights_only=False) if resume else None
+    saved = None
+    if resume:
+        from .errors import FormatError
+        if not os.path.exists(state_path):
+            legacy = os.path.join(out, LEGACY_STATE_FILE)
+            if os.path.exists(legacy):
+                raise FormatError(f"--resume: {legacy} is a pickle written by an earlier mmfree; it is not loaded, "
+                                  f"because unpickling a file can run arbitrary code. Start a new run (without --resume), "
+                                  f"or resume only from a {STATE_FILE} written by this version")
+            raise FormatError(f"--resume: no {state_path}")
+        saved = load_training_state(state_path)
 
     # ---------------------------------------------------------------- tokenizer + token files
     tok_path = tokenizer or (saved["tokenizer_path"] if saved else None) or os.path.join(out, "tokenizer.json")
@@ -468,7 +644,11 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
 
     # ---------------------------------------------------------------- model + optimizer
     if saved:
-        cfg = HGRNBitConfig.from_dict(saved["config"])
+        from .errors import ConfigError, FormatError
+        try:
+            cfg = HGRNBitConfig.from_dict(saved["config"])
+        except ConfigError as e:
+            raise FormatError(f"{state_path}: training state config: {e}") from None
     else:
         cfg = HGRNBitConfig(vocab_size=vocab, hidden_size=hidden_size, num_hidden_layers=layers,
                             intermediate_size=intermediate_size, max_position_embeddings=seq_len)
@@ -476,7 +656,7 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
     model = HGRNBit(cfg)
     model.tokenizer_file = tok_path
     if saved:
-        model.load_state_dict(saved["model"])
+        _restore("model weights", state_path, lambda: model.load_state_dict(saved["model"]))
     model.to(dev)
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -487,12 +667,12 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
                             eps=1e-8, **({"fused": True} if fused else {}))
     step, tokens_seen, elapsed_before = 0, 0, 0.0
     if saved:
-        opt.load_state_dict(saved["optimizer"])
+        _restore("optimizer", state_path, lambda: opt.load_state_dict(saved["optimizer"]))
         step, tokens_seen, elapsed_before = saved["step"], saved["tokens"], saved["elapsed"]
         max_steps = saved.get("max_steps") if max_steps is None else max_steps
-        random.setstate(saved["rng"]["python"])
-        np.random.set_state(saved["rng"]["numpy"])
-        torch.set_rng_state(saved["rng"]["torch"])
+        _restore("python RNG", state_path, lambda: random.setstate(saved["rng"]["python"]))
+        _restore("numpy RNG", state_path, lambda: np.random.set_state(saved["rng"]["numpy"]))
+        _restore("torch RNG", state_path, lambda: torch.set_rng_state(saved["rng"]["torch"]))
     if max_steps is None:
         max_steps = 1000
     n_params = sum(p.numel() for p in model.parameters())
@@ -540,30 +720,39 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
     # ---------------------------------------------------------------- logging files
     csv_path = os.path.join(out, "losses.csv")
     fields = ["step", "tokens", "train_loss", "val_loss", "lr", "elapsed_s"]
-    if master:
-        rows = []
-        if saved and os.path.exists(csv_path):
-            rows = [r for r in read_losses(csv_path) if int(r["step"]) <= step]
-        with open(csv_path, "w", newline="", encoding="utf-8") as f:
+    from .fileio import atomic_open, write_json
+    csv_rows: List[dict] = []
+
+    def write_csv():
+        with atomic_open(csv_path, "w", newline="") as f:  # the whole log, atomically: never a torn row
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
-            w.writerows(rows)
+            w.writerows(csv_rows)
+
+    if master:
+        if saved and os.path.exists(csv_path):
+            try:
+                csv_rows = [{k: r.get(k, "") for k in fields} for r in read_losses(csv_path)
+                            if str(r.get("step", "")).isdigit() and int(r["step"]) <= step]
+            except (OSError, UnicodeDecodeError, csv.Error):
+                csv_rows = []
+        write_csv()
 
     def log_row(**kw):
         if master:
-            with open(csv_path, "a", newline="", encoding="utf-8") as f:
-                csv.DictWriter(f, fieldnames=fields).writerow(kw)
+            csv_rows.append(kw)
+            write_csv()
 
     def save(final=False):
         if not master:
             return
         model.save_pretrained(out)  # config.json, model.safetensors (bf16), tokenizer.json
-        _atomic_torch_save({
+        save_training_state(state_path, {
             "config": cfg.to_dict(), "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "optimizer": opt.state_dict(), "step": step, "tokens": tokens_seen, "max_steps": max_steps,
             "elapsed": elapsed_before + (time.time() - t_start), "tokenizer_path": os.path.abspath(tok_path),
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-            "args": run_args, "final": final}, state_path)
+            "args": run_args, "final": final})
 
     run_args = dict(train_data=list(train_data), val_data=list(val_data), hidden_size=cfg.hidden_size,
                     layers=cfg.num_hidden_layers, intermediate_size=cfg.intermediate_size, vocab=vocab,
@@ -706,8 +895,7 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
             for v in summary["val"]:
                 print(f"[train] torch perplexity {v['file']}: {v['ppl']:.3f} over {v['tokens']} tokens"
                       + (f", {v['bits_per_byte']:.4f} bits/byte" if "bits_per_byte" in v else ""), flush=True)
-        with open(os.path.join(out, "train_log.json"), "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2, default=str)
+        write_json(os.path.join(out, "train_log.json"), summary, indent=2, default=str)
         print(f"[train] done: step {step}, {tokens_seen / 1e6:.1f}M tokens, {train_time:.0f}s -> {out}", flush=True)
     if ddp:
         dist.barrier()
