@@ -8,6 +8,7 @@ problem and exit status 2, never a traceback.
 
 import argparse
 import json
+import lzma
 import sys
 
 from . import cliargs as ca
@@ -27,10 +28,12 @@ def add_model(p, positional_alias=True, help=MODEL_HELP):
 def resolve_model(args, log=None):
     """The model path: --model, else the positional alias, else the bundled model."""
     pos = getattr(args, "model_pos", None)
-    if args.model and pos:
+    if args.model is not None and pos is not None:
         raise MMFreeError(f"the model is given twice ({args.model!r} and {pos!r}); give --model only")
-    model = args.model or pos
-    if model:
+    model = args.model if args.model is not None else pos
+    if model == "":
+        raise MMFreeError("the model path is empty")
+    if model is not None:
         return model
     from .generate import default_model
     return default_model(log)
@@ -165,6 +168,9 @@ def main(argv=None) -> int:
     except ImportError as e:
         print(f"{prog}: error: needs the Python package {e.name or e}, which is not installed "
               f"(`make venv` installs the full host set)", file=sys.stderr)
+        return 2
+    except (EOFError, lzma.LZMAError) as e:  # a truncated or damaged .xz / .gz input
+        print(f"{prog}: error: a compressed input file is damaged ({ca.safe(e)})", file=sys.stderr)
         return 2
     except UnicodeError as e:
         print(f"{prog}: error: not valid UTF-8 text ({ca.safe(e)})", file=sys.stderr)

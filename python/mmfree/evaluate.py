@@ -12,6 +12,7 @@ tokens per layer (bit-identical to step-by-step decode) and needs numpy only.
 
 import argparse
 import json
+import lzma
 import math
 import os
 import sys
@@ -140,9 +141,9 @@ def run_cli(args) -> int:
     from .train import TokenData, tokenize_corpus
 
     text_pos = getattr(args, "text_pos", None)
-    if text_pos and args.text:
+    if text_pos is not None and args.text is not None:
         raise ConfigError("the text is given twice: give --text only")
-    text = args.text or text_pos or HELDOUT_TEXT
+    text = args.text if args.text is not None else text_pos if text_pos is not None else HELDOUT_TEXT
     model = resolve_model(args)
     if not os.path.isfile(text):
         raise ConfigError(f"{text}: no such text file")
@@ -187,7 +188,7 @@ def run_cli(args) -> int:
             tokens = tokenize_corpus(text, tok_path, cache_dir=args.cache_dir or tmp)
         except UnicodeDecodeError as e:
             raise ConfigError(f"{text}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-        except (EOFError, ValueError) as e:  # a damaged .xz/.gz, or an empty text
+        except (EOFError, ValueError, lzma.LZMAError) as e:  # a damaged .xz/.gz
             raise ConfigError(f"{text}: cannot read it ({e})") from None
         data = TokenData(tokens) if os.path.getsize(tokens) else None
         n = len(data) if data is not None else 0

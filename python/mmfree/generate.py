@@ -435,7 +435,7 @@ def run_cli(args) -> int:
         if tok.kind == "bytes":
             tok.vocab_size = backend.vocab_size
         log(f"tokenizer: {tok.describe()}")
-        if model == BUNDLED_MODEL:
+        if _os.path.abspath(str(model)) == BUNDLED_MODEL:
             log("model: the bundled 25M-parameter HGRNBit trained on Debian software documentation "
                 "(docs/model-card.md): fluent-looking, meaningless text")
         ids = args.prompt_ids if args.prompt_ids is not None else tok.encode(args.prompt)

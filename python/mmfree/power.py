@@ -31,7 +31,7 @@ CsvMeterSensor         the last row of a CSV an external meter's logger is writi
 NVML, RAPL) and returns None when there is none; :func:`probe_sensors` says why each was
 or was not taken.
 
-Energy of a run (DESIGN.md section 9): record idle for ``idle_s`` seconds, mark, run, mark;
+Energy of a run (docs/benchmarks.md): record idle for ``idle_s`` seconds, mark, run, mark;
 ``E_gross`` = trapezoid integral of power over the run (or the difference of the hardware
 energy counter when the sensor has one: RAPL, NVML), ``E_net = E_gross - P_idle * T``,
 J/token = ``E_net / tokens``::
