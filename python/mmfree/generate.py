@@ -435,6 +435,9 @@ def run_cli(args) -> int:
         if tok.kind == "bytes":
             tok.vocab_size = backend.vocab_size
         log(f"tokenizer: {tok.describe()}")
+        if tok.kind == "bytes" and backend.vocab_size > 256:
+            log(f"note: the model has {backend.vocab_size} ids; ids 256 and above print nothing with the "
+                "byte-level fallback, so the text may be garbled or missing")
         if _os.path.abspath(str(model)) == BUNDLED_MODEL:
             log("model: the bundled 25M-parameter HGRNBit trained on Debian software documentation "
                 "(docs/model-card.md): fluent-looking, meaningless text")
