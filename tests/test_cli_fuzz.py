@@ -332,3 +332,15 @@ def test_help_shows_defaults_and_every_flag_has_help():
     for name in ("generate", "bench"):
         h = sub.choices[name].format_help()
         assert "--max-new-tokens" in h and "--board" in h and "--backend" in h
+
+
+def test_bench_project_plot_marks_the_requested_point(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "roof.png"
+    rc, out, err = invoke(["bench", "--project", "--board", "zcu104", "--size", "370M", "--plot", str(png), "--json"])
+    assert rc == 0, err
+    import json
+    r = json.loads(out)
+    assert r["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert r["board"] == "zcu104" and r["size"] == "370M" and r["label"] == "modeled"
+    assert set(r["assumptions"]) >= {"kernel clock", "DDR peak", "DDR efficiency", "driver time"}

@@ -251,7 +251,7 @@ def _run_project(args) -> int:
         r["size"] = args.size
     r["assumptions"] = perf.assumptions(board, args.ddr_efficiency, r)
     if args.plot:
-        r["plot"] = perf.roofline_plot(args.plot, packing, args.ddr_efficiency)
+        r["plot"] = perf.roofline_plot(args.plot, packing, args.ddr_efficiency, highlight=r)
     if args.json:
         print(json.dumps(r))
         return 0

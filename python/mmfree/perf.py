@@ -89,10 +89,11 @@ def project_size(board: str, size: str, packing: str = "base3", **kw) -> Dict:
 
 
 def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR_EFFICIENCY,
-                  measured: Optional[Dict[str, float]] = None) -> str:
+                  measured: Optional[Dict[str, float]] = None, highlight: Optional[Dict] = None) -> str:
     """PNG: tokens/s against packed bytes per token, one bandwidth ceiling per board (modeled).
 
     ``measured``: optional {label: (bytes_per_token, tokens_per_s)} points to overlay.
+    ``highlight``: optional projection (``project``'s dict) drawn as a ringed point with its label.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -121,14 +122,24 @@ def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR
     for label, (b, tps) in (measured or {}).items():
         ax.plot(b / 1e6, tps, "k^")
         ax.annotate(label, (b / 1e6, tps), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if highlight:
+        hx, hy = highlight["code_bytes_per_token"] / 1e6, highlight["decode_tokens_per_s"]
+        ax.plot(hx, hy, "o", ms=14, mfc="none", mec="k", mew=1.5)
+        ax.annotate(f"{highlight['board']}, {highlight.get('size', 'this model')}: {hy:.1f} tokens/s",
+                    (hx, hy), textcoords="offset points", xytext=(10, 8), fontsize=8)
+    from matplotlib.lines import Line2D
+    extra = [Line2D([], [], color="0.4", ls=":", lw=1, label=f"ceiling x {ddr_efficiency:.2f} DDR efficiency (assumed)"),
+             Line2D([], [], color="0.4", marker="o", ls="none", label="MODELED: released sizes that fit the board")]
+    if measured:
+        extra.append(Line2D([], [], color="k", marker="^", ls="none", label="measured"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"packed weight bytes per token (MB, {packing})")
     ax.set_ylabel("decode tokens/s")
-    ax.set_title(f"Roofline, modeled: dots = mmfree kernel model at {ddr_efficiency:.0%} DDR efficiency (dotted)",
-                 fontsize=9)
+    ax.set_title("Roofline: decode speed against weight bytes per token (MODELED)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    h, lab = ax.get_legend_handles_labels()
+    ax.legend(h + extra, lab + [e.get_label() for e in extra], fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
