@@ -48,10 +48,11 @@ def cmd_convert(args):
 def _add_convert(sub):
     p = sub.add_parser(
         "convert", help="convert a Hugging Face HGRNBit checkpoint folder to a packed model file",
-        description="Convert a released-format HGRNBit checkpoint folder (config.json, *.safetensors with bf16 "
-                    "latent weights, tokenizer.json) into one packed .safetensors file: ternary codes, scales, "
+        description="Convert a released-format HGRNBit checkpoint folder (config.json, *.safetensors with bf16\n"
+                    "latent weights, tokenizer.json) into one packed .safetensors file: ternary codes, scales,\n"
                     "embeddings, config and tokenizer. numpy only (no torch).",
-        epilog="example:\n  huggingface-cli download ridger/MMfreeLM-370M --local-dir MMfreeLM-370M\n"
+        epilog="example (hf: the Hugging Face CLI of huggingface_hub; older versions: huggingface-cli download):\n"
+               "  hf download ridger/MMfreeLM-370M --local-dir MMfreeLM-370M\n"
                "  mmfree convert MMfreeLM-370M -o mmfree-370m.safetensors")
     p.add_argument("checkpoint", metavar="CHECKPOINT_DIR",
                    help="checkpoint folder (config.json + model.safetensors, or a sharded index)")
@@ -89,9 +90,8 @@ def cmd_info(args):
 
 def _add_info(sub):
     p = sub.add_parser("info", help="print a packed model's shape, packing, bits per weight and sizes",
-                       description="Print a packed model's configuration, packing, bits per ternary weight and "
-                                   "sizes (bytes). Strings from the file are printed with control characters "
-                                   "escaped.",
+                       description="Print a packed model's configuration, packing, bits per ternary weight and\n"
+                                   "sizes (bytes). Strings from the file are printed with control characters escaped.",
                        epilog="example:\n  mmfree info --model mmfree-370m.safetensors")
     add_model(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
