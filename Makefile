@@ -2,16 +2,32 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: venv test demo clean
 
-$(STAMP): pyproject.toml setup.cfg setup.py requirements-dev.txt
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	$(PY) -m pip install --quiet --no-deps -e .
+# The venv itself; the interpreter must be Python 3.11 or newer (numpy 2.4 of the pinned sets).
+$(VENV)/bin/python:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make: $(PYTHON) is Python %d.%d; mmfree on a host needs Python 3.11 or newer (give one: make PYTHON=python3.11 ...)" % sys.version_info[:2])'
+	@echo "[setup] creating $(VENV) with $$($(PYTHON) --version)"
+	$(PYTHON) -m venv $(VENV) || { echo "make: python3 -m venv failed (Debian/Ubuntu: apt-get install python3-venv)" >&2; exit 2; }
+
+# Demo set: numpy, safetensors, tokenizers (about 40 MB; no torch), then the package (editable).
+$(DEMO_STAMP): $(VENV)/bin/python pyproject.toml setup.cfg setup.py requirements-demo.txt
+	@echo "[setup] installing the demo set (requirements-demo.txt: numpy, safetensors, tokenizers; no torch)"
+	$(PIP) install --progress-bar on -r requirements-demo.txt
+	@echo "[setup] installing mmfree itself (editable)"
+	$(PIP) install --quiet --no-deps -e .
 	touch $@
+
+# Full pinned set for tests and training (requirements-dev.txt: adds torch, matplotlib, pytest, ...).
+$(STAMP): $(VENV)/bin/python pyproject.toml setup.cfg setup.py requirements-dev.txt requirements-demo.txt
+	@echo "[setup] installing the full pinned set (requirements-dev.txt, with torch: about 1 GB, a few minutes)"
+	$(PIP) install --progress-bar on -r requirements-dev.txt
+	$(PIP) install --quiet --no-deps -e .
+	touch $@ $(DEMO_STAMP)
 
 venv: $(STAMP)
 
@@ -59,21 +75,18 @@ overlay:
 	@test -f overlay/$(BOARD)/makefile || { echo "make overlay: no overlay/$(BOARD)/ (boards: $$(ls overlay | grep -v -e common -e scripts | tr '\n' ' '))" >&2; exit 2; }
 	@$(MAKE) --no-print-directory -C overlay/$(BOARD) all $(if $(wildcard $(PY)),PY=$(abspath $(PY)))
 
-# Demo: venv, C-simulation library, then text streamed from the bundled model in emulation.
-# Until python/mmfree/data/bundled.safetensors exists, a small random model is made under build/demo/.
+# Demo: the demo set (no torch), the C-simulation library, then text streamed from the bundled model
+# (25M parameters, trained on Debian software documentation: docs/model-card.md) in emulation.
 DEMO_MODEL  := python/mmfree/data/bundled.safetensors
-DEMO_RANDOM := build/demo/random.safetensors
 DEMO_PROMPT ?= Once upon a time
 DEMO_TOKENS ?= 48
-demo: $(STAMP)
-	$(MAKE) csim
-	@if [ -f $(DEMO_MODEL) ]; then \
-	  echo "demo: bundled model $(DEMO_MODEL), emulated overlay ($(BOARD))"; \
-	  $(PY) -m mmfree.cli generate --model $(DEMO_MODEL) --backend emu --board $(BOARD) \
-	    --prompt "$(DEMO_PROMPT)" --max-new-tokens $(DEMO_TOKENS) --temperature 0.8 --top-k 40 --seed 0; \
-	else \
-	  echo "demo: $(DEMO_MODEL) does not exist yet: using a small RANDOM model ($(DEMO_RANDOM)), so the text is noise"; \
-	  test -f $(DEMO_RANDOM) || $(PY) -m mmfree.generate --make-random-model $(DEMO_RANDOM); \
-	  $(PY) -m mmfree.cli generate --model $(DEMO_RANDOM) --backend emu --board $(BOARD) \
-	    --prompt "$(DEMO_PROMPT)" --max-new-tokens $(DEMO_TOKENS) --temperature 0.8 --top-k 40 --seed 0; \
-	fi
+demo: $(DEMO_STAMP)
+	@echo "[demo] building the C-simulation library (g++; the HLS kernels compiled for this host)"
+	@mkdir -p build && $(MAKE) --no-print-directory csim > build/demo-csim.log 2>&1 || { cat build/demo-csim.log; exit 2; }
+	@echo "[demo] model: $(DEMO_MODEL), the bundled 25M-parameter MatMul-free model trained on Debian"
+	@echo "[demo]   software documentation (docs/model-card.md): fluent-looking text that means nothing."
+	@echo "[demo] backend: emu, the $(BOARD) overlay emulated on this CPU; its tokens/s are this host's, not the FPGA's."
+	@echo "[demo] sampling: temperature 0.8, top-k 40, seed 0; $(DEMO_TOKENS) new tokens after \"$(DEMO_PROMPT)\""
+	@echo
+	@$(PY) -m mmfree.cli generate --model $(DEMO_MODEL) --backend emu --board $(BOARD) \
+	  --prompt "$(DEMO_PROMPT)" --max-new-tokens $(DEMO_TOKENS) --temperature 0.8 --top-k 40 --seed 0

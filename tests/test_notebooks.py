@@ -130,3 +130,26 @@ def test_power_notebook_with_a_sensor(emu_env, monkeypatch, tmp_path):
     assert "measured here (hwmon:ina260_u14)" in text
     assert "no projection needed" in text
     assert len([o for o in outs if "image/png" in o.get("data", {})]) >= 2
+
+
+def test_notebook_takes_the_model_from_mmfree_model(emu_env, monkeypatch, tmp_path):
+    """MMFREE_MODEL points the notebooks at another packed model (a converted one on a board) with no
+    cell edited: 01 must load and report that file, not the bundled model."""
+    from mmfree.generate import make_random_model
+    other = make_random_model(str(tmp_path / "other.safetensors"),
+                              dict(vocab_size=300, hidden_size=32, num_hidden_layers=1, intermediate_size=64))
+    nb, _ = _run(os.path.join(PKG_NB, "01-quickstart.ipynb"), emu_env, monkeypatch, tmp_path,
+                 {"MMFREE_MODEL": other})
+    text = "".join(o.get("text", "") for o in _outputs(nb) if o.output_type == "stream")
+    assert f"Model: {other}" in text and "d=32, layers=1" in text, text[-2000:]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=os.path.basename)
+def test_notebook_model_parameter(path):
+    """One parameter cell (tagged 'parameters') holds MODEL_PATH; the model is never hard-coded."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert "parameters" in code[0].metadata.get("tags", []) and "MODEL_PATH = None" in code[0].source
+    setup = code[1].source
+    assert 'MODEL = MODEL_PATH or os.environ.get("MMFREE_MODEL") or default_model(' in setup
+    assert "bundled.safetensors" not in "".join(c.source for c in code)

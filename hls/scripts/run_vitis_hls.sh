@@ -10,9 +10,12 @@ PY="${PY:-$( [ -x "$ROOT/.venv/bin/python" ] && echo "$ROOT/.venv/bin/python" ||
 STEPS="${STEPS:-csim csynth cosim export}"
 
 if ! command -v vitis_hls >/dev/null 2>&1 && ! command -v v++ >/dev/null 2>&1; then
+    V="$("$PY" -c "import json; print(json.load(open('$ROOT/python/mmfree/data/boards.json'))['$BOARD']['vivado_version'])" 2>/dev/null || echo "?")"
     echo "make hls: Vitis HLS not found (neither vitis_hls nor v++ is on PATH)." >&2
-    echo "  This target runs on a workstation with AMD Vitis HLS (2022.2 or newer):" >&2
-    echo "  source <Vitis>/settings64.sh, then: make hls BOARD=$BOARD" >&2
+    echo "  This target runs on a workstation with AMD Vitis HLS $V for $BOARD: the same release as the" >&2
+    echo "  Vivado that builds its overlay (boards.json vivado_version: kv260 2022.1, zcu104 and pynq-z2 2024.1)." >&2
+    echo "  Both the vitis_hls flow (2022.1) and the vitis-run / v++ flow (2023.2 and later) are handled." >&2
+    echo "  source its settings64.sh (e.g. /tools/Xilinx/Vitis_HLS/$V/settings64.sh), then: make hls BOARD=$BOARD" >&2
     echo "  Here, use 'make csim' (g++ C-simulation of the same sources)." >&2
     exit 2
 fi

@@ -11,6 +11,7 @@ Modeled (``--project BOARD``): ``mmfree.perf.project`` for a released size or a 
 shape, with a roofline plot.
 """
 
+import argparse
 import json
 import sys
 import time
@@ -109,7 +110,9 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
                 logits = backend.step(int(np.argmax(logits)))
             t2 = time.perf_counter()
             if progress:
-                print(f"  run {r + 1}/{warmup + repeats}: decode {new_tokens / (t2 - t1):.2f} tok/s", file=sys.stderr)
+                kind = "warm-up" if r < warmup else "timed"
+                print(f"  run {r + 1}/{warmup + repeats} ({kind}): decode {new_tokens / (t2 - t1):.2f} tokens/s",
+                      file=sys.stderr)
             if r < warmup:
                 continue
             prefill.append(prompt_len / (t1 - t0))
@@ -150,78 +153,145 @@ def bench_backend(backend, prompt_len: int = 16, new_tokens: int = 32, warmup: i
 
 
 # ------------------------------------------------------------------------------------ CLI
+CLI_DESCRIPTION = """\
+Two modes.
+
+Measured (default): run a backend on a model and time it: warm-up runs, then timed runs, each a
+random prompt of --prompt-len tokens followed by --max-new-tokens greedy tokens (no stop at
+end-of-sequence). Medians with min/max. Labelled "measured here (this host's CPU)" for emu, golden
+and torch -- the emulator's speed is this CPU's, not the FPGA's -- and "measured on a board" for pynq.
+
+Modeled (--project): no model run, no weights needed: the kernel's cycle model with the board's
+clock, DDR bandwidth and an assumed DDR efficiency (all printed), for a released size (--size) or a
+packed model's shape (--model). Nothing in this mode has been measured on a board."""
+
+CLI_EPILOG = """\
+examples:
+  mmfree bench                                            # emulator on this host, bundled model
+  mmfree bench --project --board kv260 --size 1.3B        # modeled KV260 figures for MMfreeLM-1.3B
+  mmfree bench --project --board kv260 --model mmfree-370m.safetensors --json
+"""
+
+
 def add_arguments(p):
-    p.add_argument("--model", help="packed model (default: the bundled model)")
-    p.add_argument("--backend", choices=("emu", "pynq", "golden", "torch"),
-                   help="backend to measure (default: pynq on a board, emu elsewhere)")
-    p.add_argument("--board", help="board of the emulated or real overlay (default: detected, else kv260)")
-    p.add_argument("--prompt-len", type=int, default=16)
-    p.add_argument("--new-tokens", type=int, default=32)
-    p.add_argument("--warmup", type=int, default=1)
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--project", metavar="BOARD", help="modeled projection for BOARD instead of a measurement")
-    p.add_argument("--size", choices=sorted(perf.SIZES), help="released model size for --project")
-    p.add_argument("--packing", choices=("2bit", "base3"), default=None, help="packing for --project (default base3)")
-    p.add_argument("--ddr-efficiency", type=float, default=perf.DDR_EFFICIENCY)
-    p.add_argument("--plot", metavar="PNG", help="also write the roofline plot (--project)")
+    from . import cliargs as ca
+    from .backends import BACKENDS
+    from .cli import add_model
+    add_model(p, positional_alias=False)
+    p.add_argument("--backend", choices=BACKENDS, help="backend to measure; default: pynq on a board, emu elsewhere")
+    p.add_argument("--board", type=ca.board_name,
+                   help="board: of the overlay measured (default: detected, else kv260), or the one modeled "
+                        "with --project (default kv260)")
+    m = p.add_argument_group("measured mode")
+    m.add_argument("--prompt-len", type=ca.int_range(1, ca.MAX_PROMPT_TOKENS), default=16, metavar="TOKENS",
+                   help="tokens in the random prompt of each run")
+    m.add_argument("-n", "--max-new-tokens", type=ca.int_range(1, ca.MAX_NEW_TOKENS), default=32, metavar="N",
+                   help="greedy tokens decoded per run (always N: no stop at end-of-sequence)")
+    m.add_argument("--new-tokens", dest="max_new_tokens", type=ca.int_range(1, ca.MAX_NEW_TOKENS),
+                   help=argparse.SUPPRESS)  # deprecated spelling
+    m.add_argument("--warmup", type=ca.int_range(0, 1000), default=1, metavar="RUNS",
+                   help="untimed runs first (caches, page faults)")
+    m.add_argument("--repeats", type=ca.int_range(1, 1000), default=3, metavar="RUNS", help="timed runs")
+    m.add_argument("--seed", type=ca.int_range(0, ca.MAX_SEED), default=0, metavar="S",
+                   help="seed of the random prompt")
+    j = p.add_argument_group("modeled mode")
+    j.add_argument("--project", nargs="?", const="", default=None, metavar="BOARD",
+                   help="model the board given by --board instead of measuring (the form --project BOARD "
+                        "also works)")
+    j.add_argument("--size", choices=list(perf.SIZES), help="released model size to model (or give --model)")
+    j.add_argument("--packing", choices=("2bit", "base3"), default=None,
+                   help="packing to model; default: the model file's, else base3")
+    j.add_argument("--ddr-efficiency", type=ca.float_range(0, 1, lo_open=True), default=perf.DDR_EFFICIENCY,
+                   metavar="FRACTION", help="assumed fraction of the DDR peak the weight stream reaches (0-1]")
+    j.add_argument("--plot", metavar="PNG", help="also write the roofline plot of every board and size (modeled)")
     p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    p.add_argument("-q", "--quiet", action="store_true", help="no per-run progress lines on stderr")
 
 
-def _print_table(rows):
+def _print_table(rows, indent=""):
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
-        print(f"{k:<{width}}  {v}")
+        print(f"{indent}{k:<{width}}  {v}")
+
+
+def _run_project(args) -> int:
+    from . import boards
+    from .errors import ConfigError
+    if args.backend:
+        raise ConfigError("--backend is for measuring; --project models a board and runs no backend")
+    board = args.board
+    if args.project:
+        try:
+            pb = boards.normalize(args.project)
+        except Exception:
+            pb = args.project
+        if pb not in boards.names():
+            raise ConfigError(f"unknown board {args.project!r}; one of {', '.join(boards.names())}")
+        if board and board != pb:
+            raise ConfigError(f"two boards given: --project {args.project} and --board {args.board}")
+        board = pb
+    board = board or "kv260"
+    packing = args.packing or "base3"
+    if args.size and args.model:
+        raise ConfigError("give --size or --model, not both")
+    if args.size:
+        what = args.size
+        d, layers, inter, vocab = perf.SIZES[args.size]
+    elif args.model:
+        from . import packed as pk
+        m = pk.load(args.model)
+        c = m.config
+        packing = args.packing or m.packing
+        what = args.model
+        d, layers, inter, vocab = c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size
+    else:
+        raise ConfigError("--project needs --size (" + ", ".join(perf.SIZES) + ") or --model")
+    problems = perf.fit_problems(board, d, layers, inter, vocab, packing)
+    if problems:
+        raise ConfigError(f"{what} does not fit {board}: " + "; ".join(problems) + " (nothing to model)")
+    r = perf.project(board, d, layers, inter, vocab, packing, ddr_efficiency=args.ddr_efficiency)
+    r["model"] = what
+    if args.size:
+        r["size"] = args.size
+    r["assumptions"] = perf.assumptions(board, args.ddr_efficiency, r)
+    if args.plot:
+        r["plot"] = perf.roofline_plot(args.plot, packing, args.ddr_efficiency, highlight=r)
+    if args.json:
+        print(json.dumps(r))
+        return 0
+    from .cliargs import safe
+    print(f"MODELED, not measured (no mmfree bitstream has run on a board yet): {board}, {safe(what)} "
+          f"(d={d}, {layers} layers, I={inter}, vocab {vocab}), {packing} packing")
+    print("assumptions:")
+    _print_table([(k, v) for k, v in r["assumptions"].items()], "  ")
+    print("modeled figures:")
+    _print_table(perf.projection_rows(r), "  ")
+    print("(docs/benchmarks.md explains the model; `python -m mmfree.cycles` prints every board and size)")
+    if args.plot:
+        print(f"roofline plot (modeled): {safe(r['plot'])}")
+    return 0
 
 
 def run_cli(args) -> int:
-    from .errors import ConfigError
-    if args.project:
-        from . import cycles
-        if args.project not in cycles.boards():
-            raise ConfigError(f"unknown board {args.project!r}, expected one of {sorted(cycles.boards())}")
-        packing = args.packing or "base3"
-        if args.size:
-            r = perf.project_size(args.project, args.size, packing, ddr_efficiency=args.ddr_efficiency)
-        elif args.model:
-            from . import packed as pk
-            m = pk.load(args.model)
-            c = m.config
-            packing = args.packing or m.packing
-            r = perf.project(args.project, c.hidden_size, c.num_hidden_layers, c.intermediate_size, c.vocab_size,
-                             packing, ddr_efficiency=args.ddr_efficiency)
-            r["model"] = args.model
-        else:
-            raise ConfigError("--project needs --size (370M, 1.3B, 2.7B) or --model")
-        if args.plot:
-            r["plot"] = perf.roofline_plot(args.plot, packing, args.ddr_efficiency)
-        if args.json:
-            print(json.dumps(r))
-        else:
-            print(f"modeled on {args.project} ({r.get('size', r.get('model'))}, {packing}); every figure is modeled")
-            _print_table([
-                ("decode tokens/s", f"{r['decode_tokens_per_s']:.1f}"),
-                ("DDR ceiling tokens/s", f"{r['ddr_ceiling_tokens_per_s']:.1f} (peak {r['ddr_peak_gbps']:.2f} GB/s)"),
-                ("PL clock MHz", f"{r['clock_mhz']:g} ({r['clock_source']})"),
-                ("DDR efficiency", f"{r['ddr_efficiency']:.2f} ({r['ddr_efficiency_source']})"),
-                ("weight stream ms", f"{1e3 * r['stream_s']:.3f} (bound by {r['stream_bound_by']})"),
-                ("compute beyond stream ms", f"{1e3 * r['compute_beyond_stream_s']:.3f}"),
-                ("driver ms", f"{1e3 * r['driver_s']:.3f} ({r['driver_source']})"),
-                ("stream fraction", f"{r['stream_fraction']:.3f}"),
-                ("packed bytes/token", f"{r['code_bytes_per_token'] / 1e6:.1f} MB"),
-                ("PL clock", f"{r['clock_mhz']:.1f} MHz (boards.json)"),
-                ("loop IIs", ", ".join(f"{k} {v}" for k, v in r["loop_ii"].items())
-                 + f" (census {r['census']['path']}, sources {r['census']['sources_sha']})"),
-            ])
-        return 0
+    if args.project is not None:
+        return _run_project(args)
 
     from .backends import default_backend, make_backend
-    from .generate import default_model
+    from .cli import resolve_model
+    from .cliargs import safe
+    from .errors import ConfigError
+    if args.size or args.packing or args.plot or args.ddr_efficiency != perf.DDR_EFFICIENCY:
+        raise ConfigError("--size, --packing, --ddr-efficiency and --plot belong to the modeled mode: add --project")
     name = args.backend or default_backend()
-    model = args.model or default_model()
+    model = resolve_model(args)
+    progress = not (args.json or args.quiet)
+    if progress:
+        print(f"mmfree bench: backend {name}, {args.warmup} warm-up + {args.repeats} timed runs, each a "
+              f"{args.prompt_len}-token random prompt then {args.max_new_tokens} greedy tokens", file=sys.stderr)
     backend = make_backend(name, model, board=args.board)
     try:
-        r = bench_backend(backend, args.prompt_len, args.new_tokens, args.warmup, args.repeats,
-                          progress=not args.json)
+        r = bench_backend(backend, args.prompt_len, args.max_new_tokens, args.warmup, args.repeats,
+                          seed=args.seed, progress=progress)
     finally:
         backend.close()
     r["model"] = model
@@ -236,22 +306,23 @@ def run_cli(args) -> int:
     if args.json:
         print(json.dumps(r))
         return 0
-    print(f"{r['label']}: backend {name}, model {model}")
+    note = "" if name == "pynq" else "; emulator speed, not FPGA speed" if name == "emu" else ""
+    print(f"{r['label']}{note}: backend {name}, model {safe(model)}")
     d, p = r["decode_tokens_per_s"], r["prefill_tokens_per_s"]
-    rows = [("prefill tokens/s", f"{p['median']:.2f} (min {p['min']:.2f}, max {p['max']:.2f}, n={p['n']})"),
-            ("decode tokens/s", f"{d['median']:.2f} (min {d['min']:.2f}, max {d['max']:.2f}, n={d['n']})")]
+    rows = [("prefill", f"{p['median']:.2f} tokens/s (min {p['min']:.2f}, max {p['max']:.2f}, n={p['n']} runs)"),
+            ("decode", f"{d['median']:.2f} tokens/s (min {d['min']:.2f}, max {d['max']:.2f}, n={d['n']} runs)")]
     if "kernel_s_per_token" in r:
-        rows += [("kernel ms/token", f"{1e3 * r['kernel_s_per_token']['median']:.3f}"),
-                 ("driver ms/token", f"{1e3 * r['driver_s_per_token']['median']:.3f} "
-                                     f"({1e6 * r['driver_s_per_call']:.1f} us per kernel call)"),
-                 ("kernel calls/token", f"{r['kernel_calls_per_token']:g} ({r['driver_mode']})"),
-                 ("bytes streamed/token", f"{r['bytes_streamed_per_token'] / 1e6:.3f} MB")]
+        rows += [("kernel time", f"{1e3 * r['kernel_s_per_token']['median']:.3f} ms/token"),
+                 ("driver time", f"{1e3 * r['driver_s_per_token']['median']:.3f} ms/token "
+                                 f"({1e6 * r['driver_s_per_call']:.1f} us per kernel call)"),
+                 ("kernel calls", f"{r['kernel_calls_per_token']:g} per token ({r['driver_mode']} mode)"),
+                 ("bytes streamed", f"{r['bytes_streamed_per_token'] / 1e6:.3f} MB/token")]
         for op, s in r["kernel_call_s"].items():
-            rows.append((f"{op} call ms", f"{1e3 * s['median']:.3f} (n={s['n']})"))
+            rows.append((f"{op} kernel call", f"{1e3 * s['median']:.3f} ms (median of {s['n']} calls)"))
     if r.get("pl_clock_mhz") is not None:
         where = "pynq.Clocks.fclk0_mhz" if name == "pynq" else "emulated image"
-        rows.append(("PL clock MHz", f"{r['pl_clock_mhz']:.3f} ({where}; build target {r['pl_clock_target_mhz']:.3f})"))
+        rows.append(("PL clock", f"{r['pl_clock_mhz']:.3f} MHz ({where}; build target {r['pl_clock_target_mhz']:.3f} MHz)"))
     if "modeled_at_pl_clock" in r:
-        rows.append(("modeled decode tok/s", f"{r['modeled_at_pl_clock']:.1f} (modeled at the PL clock above)"))
+        rows.append(("modeled decode", f"{r['modeled_at_pl_clock']:.1f} tokens/s (modeled at the PL clock above)"))
     _print_table(rows)
     return 0

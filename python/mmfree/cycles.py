@@ -32,7 +32,8 @@ fills run between the weight streams, never under them. So a token takes
 and, for the "which binds" question, compute_s = all cycles / clock (DDR infinitely fast) against
 ddr_s = all bytes of a token at the DDR peak: "DDR" binds when ddr_s >= compute_s.
 
-    python -m mmfree.cycles            # the table: boards x models x packings (runs the census if needed)
+    python -m mmfree.cycles            # the table: boards x models x packings (mmfree.perf.projection_table,
+                                       # the same figures as `mmfree bench --project`; runs the census if needed)
 """
 
 import os
@@ -279,4 +280,6 @@ def format_table(rows=None) -> str:
 
 
 if __name__ == "__main__":
-    print(format_table())
+    # the figures `mmfree bench --project` prints (kernel model plus the driver time), one code path
+    from .perf import projection_table
+    print(projection_table())

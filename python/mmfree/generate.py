@@ -1,5 +1,15 @@
 """Token generation on any backend: prefill, then decode; greedy or sampled; streamed.
 
+Text in, text out (the model's own tokenizer; the bundled model and emulator by default):
+
+    from mmfree.generate import stream_text, generate_text, Sampling
+    for piece in stream_text("The kernel", max_new_tokens=40):
+        print(piece, end="", flush=True)
+    text = generate_text("The kernel", model="model.safetensors", backend="golden",
+                         sampling=Sampling(temperature=0.8, top_k=40, seed=1))
+
+Token ids in, events out:
+
     from mmfree.backends import make_backend
     from mmfree.generate import Sampling, Generation, generate
     b = make_backend("emu", "model.safetensors")
@@ -35,8 +45,8 @@ class Sampling:
     seed: Optional[int] = None
 
     def __post_init__(self):
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
+        if not (self.temperature >= 0 and self.temperature < float("inf")):  # NaN fails too
+            raise ConfigError(f"temperature must be finite and >= 0, got {self.temperature}")
         if self.top_k < 0:
             raise ConfigError(f"top-k must be >= 0, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
@@ -85,7 +95,8 @@ def top_p_mask(probs: np.ndarray, p: float) -> np.ndarray:
 
 def sample_probs(logits: np.ndarray, s: Sampling) -> np.ndarray:
     """The distribution sampled from: temperature, then top-k, then top-p (float64, sums to 1)."""
-    z = np.asarray(logits, np.float64) / float(s.temperature)
+    z = np.asarray(logits, np.float64)
+    z = (z - np.max(z)) / float(s.temperature)   # shift first: a tiny temperature gives -inf, never inf - inf
     if s.top_k:
         z = np.where(top_k_mask(z, s.top_k), z, -np.inf)
     probs = softmax(z)
@@ -204,6 +215,69 @@ def generate(backend, prompt_ids: Sequence[int], max_new_tokens: int = 32, sampl
 
 
 # ---------------------------------------------------------------------------------------------
+# text in, text out
+# ---------------------------------------------------------------------------------------------
+class TextGeneration:
+    """Text in, text out: encodes ``prompt`` with the model's tokenizer, generates, and yields the
+    new text piece by piece (whole characters only). ``result`` (a GenerationResult, with ``text``
+    and the timings) is complete after iteration.
+
+    ``backend``: a backend name ("emu", "golden", "pynq", "torch"; default: pynq on a board, emu
+    elsewhere), opened on ``model`` (default: the bundled model) and closed at the end; or an open
+    Backend object, which is left open. ``sampling``: a Sampling (default greedy).
+    """
+
+    def __init__(self, prompt: str, model=None, backend=None, max_new_tokens: int = 32,
+                 sampling: Optional[Sampling] = None, board: Optional[str] = None, stop_at_eos: bool = True):
+        if not isinstance(prompt, str):
+            raise ConfigError(f"prompt must be text (str), got {type(prompt).__name__}; for token ids use Generation")
+        self.prompt, self.model, self.backend = prompt, model, backend
+        self.max_new_tokens, self.sampling, self.board = max_new_tokens, sampling, board
+        self.stop_at_eos = stop_at_eos
+        self.result: Optional[GenerationResult] = None
+        self.tokenizer = None
+
+    def __iter__(self) -> Iterator[str]:
+        from . import backends as bk
+        from .tokenizer import load_tokenizer
+
+        own = not isinstance(self.backend, bk.Backend)
+        b = self.backend
+        if own:
+            b = bk.make_backend(b or bk.default_backend(), self.model or default_model(), board=self.board)
+        try:
+            tok = load_tokenizer(json_text=b.tokenizer_json)
+            if tok.kind == "bytes":
+                tok.vocab_size = b.vocab_size
+            self.tokenizer = tok
+            gen = Generation(b, tok.encode(self.prompt), self.max_new_tokens, self.sampling, tokenizer=tok,
+                             eos_token_id=-1 if self.stop_at_eos else None)
+            self.result = gen.result
+            for ev in gen:
+                if ev.text:
+                    yield ev.text
+        finally:
+            if own:
+                b.close()
+
+
+def stream_text(prompt: str, model=None, backend=None, max_new_tokens: int = 32,
+                sampling: Optional[Sampling] = None, **kw) -> Iterator[str]:
+    """Yield the text generated after ``prompt``, piece by piece (see TextGeneration)::
+
+        for piece in stream_text("The kernel", max_new_tokens=40):
+            print(piece, end="", flush=True)
+    """
+    return iter(TextGeneration(prompt, model, backend, max_new_tokens, sampling, **kw))
+
+
+def generate_text(prompt: str, model=None, backend=None, max_new_tokens: int = 32,
+                  sampling: Optional[Sampling] = None, **kw) -> str:
+    """The text generated after ``prompt`` (the prompt itself not included), as one string."""
+    return "".join(TextGeneration(prompt, model, backend, max_new_tokens, sampling, **kw))
+
+
+# ---------------------------------------------------------------------------------------------
 # a small random model (demo without the bundled model, measurements)
 # ---------------------------------------------------------------------------------------------
 DEMO_SHAPE = dict(vocab_size=512, hidden_size=128, num_hidden_layers=2, intermediate_size=352)
@@ -260,59 +334,98 @@ def default_model(log=None) -> str:
                       f"or make a small random one: python -m mmfree.generate --make-random-model {DEMO_MODEL}")
 
 
+CLI_DESCRIPTION = """\
+Generate text from a packed model, streamed to stdout as it is made. Backends: pynq (the FPGA, on a
+board), emu (the same driver on the HLS kernels compiled for this host: bit-exact with the board,
+but the speed is this CPU's), golden (the numpy spec), torch (the float reference; needs a Hugging
+Face checkpoint folder). The last line gives prefill and decode speed in tokens/s, labelled with the
+backend that produced them. Decoding is greedy unless a sampling option is given."""
+
+CLI_EPILOG = """\
+examples:
+  mmfree generate --prompt "The kernel"
+  mmfree generate --prompt "The kernel" --temperature 0.8 --top-k 40 --seed 1
+  mmfree generate --model mmfree-370m.safetensors --backend golden --prompt "The capital of France is"
+"""
+
+
 def add_arguments(p) -> None:
-    p.add_argument("--model", help="packed model file (torch backend: Hugging Face checkpoint folder); "
-                                   "default: the bundled model")
-    p.add_argument("--backend", choices=("pynq", "emu", "golden", "torch"),
-                   help="default: pynq on a board, emu elsewhere")
+    from . import cliargs as ca
+    from .backends import BACKENDS
+    from .cli import add_model
+    add_model(p, positional_alias=False,
+              help="packed model file (for --backend torch: a Hugging Face checkpoint folder); "
+                   "default: the bundled 25M-parameter model")
+    p.add_argument("--backend", choices=BACKENDS, help="default: pynq on a board, emu elsewhere")
+    p.add_argument("--board", type=ca.board_name, help="board of the overlay (real or emulated); "
+                                                        "default: the board detected, else kv260")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--prompt", help="prompt text (default 'Hello')")
-    g.add_argument("--prompt-ids", help="comma-separated token ids, bypassing the tokenizer")
-    p.add_argument("--max-new-tokens", type=int, default=32)
-    p.add_argument("--greedy", action="store_true", help="argmax decoding (the default without sampling options)")
-    p.add_argument("--temperature", type=float, help="sample at this temperature")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens (0: off)")
-    p.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling threshold (1: off)")
-    p.add_argument("--seed", type=int, help="seed of the sampler (numpy Generator)")
+    g.add_argument("-p", "--prompt", type=ca.text, default="Hello", help="prompt text, encoded with the model's tokenizer")
+    g.add_argument("--prompt-ids", type=ca.token_ids, metavar="IDS",
+                   help="comma-separated token ids instead of --prompt (bypasses the tokenizer)")
+    p.add_argument("-n", "--max-new-tokens", type=ca.int_range(0, ca.MAX_NEW_TOKENS), default=32, metavar="N",
+                   help=f"stop after N new tokens (at most {ca.MAX_NEW_TOKENS}), or earlier at end-of-sequence")
+    s = p.add_argument_group("sampling (greedy when none is given)")
+    s.add_argument("--greedy", action="store_true", help="argmax decoding; cannot be combined with the options below")
+    s.add_argument("--temperature", type=ca.float_range(0, 1e4), metavar="T",
+                   help="sample at temperature T (0 = greedy); default 1 when another sampling option is given")
+    s.add_argument("--top-k", type=ca.int_range(0, 2**31 - 1), default=0, metavar="K",
+                   help="sample among the K most likely tokens (0 = off)")
+    s.add_argument("--top-p", type=ca.float_range(0, 1, lo_open=True), default=1.0, metavar="P",
+                   help="nucleus sampling: the most likely tokens up to total probability P (1 = off)")
+    s.add_argument("--seed", type=ca.int_range(0, ca.MAX_SEED), metavar="S",
+                   help="seed of the sampler (same seed, same tokens on emu and golden); default: fresh entropy")
     p.add_argument("--no-eos", action="store_true", help="do not stop at the end-of-sequence token")
-    p.add_argument("--byte-tokenizer", action="store_true", help="use the byte-level fallback tokenizer")
-    p.add_argument("--board", help="board name of boards.json (default: detected, else kv260)")
-    p.add_argument("--overlay", help="pynq backend: overlay .bit (with its .hwh next to it)")
-    p.add_argument("--timeout", type=float, default=5.0, help="seconds before a kernel call counts as hung")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    p.add_argument("--byte-tokenizer", action="store_true",
+                   help="use the byte-level fallback tokenizer (ids 0..255 = bytes) instead of the model's")
+    p.add_argument("--overlay", metavar="BIT", help="pynq backend: overlay .bit file (its .hwh next to it); "
+                                                    "default: the installed overlay for the board")
+    p.add_argument("--timeout", type=ca.float_range(0, ca.MAX_TIMEOUT_S, lo_open=True), default=5.0, metavar="SECONDS",
+                   help="seconds before a kernel call counts as hung (emu, pynq)")
+    p.add_argument("--json", action="store_true", help="print one JSON object at the end instead of streaming text")
 
 
 def _parse_ids(text: str) -> List[int]:
+    """Comma-separated ids (kept for callers of the old API; the CLI parses with cliargs.token_ids)."""
+    import argparse
+
+    from .cliargs import token_ids
     try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise ConfigError(f"--prompt-ids must be comma-separated integers, got {text!r}") from None
-    if not ids:
-        raise ConfigError("--prompt-ids is empty")
-    return ids
+        return token_ids(text)
+    except argparse.ArgumentTypeError as e:
+        raise ConfigError(f"--prompt-ids {e}") from None
+
+
+def _label(name: str) -> str:
+    return {"pynq": "measured on the board",
+            "emu": "measured here: the emulator on this host's CPU, not FPGA speed",
+            "golden": "measured here: the numpy spec on this host's CPU",
+            "torch": "measured here: the torch reference on this host's CPU"}.get(name, "measured here")
 
 
 def run_cli(args) -> int:
     import json
 
     from . import backends as bk
+    from .cli import resolve_model
+    from .cliargs import safe_stream
     from .tokenizer import load_tokenizer
 
     def log(msg):
         print(f"mmfree generate: {msg}", file=_sys.stderr, flush=True)
 
-    sampling = Sampling(temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k,
-                        top_p=args.top_p, seed=args.seed)   # validates every option
-    sampling_given = args.temperature is not None or args.top_k or args.top_p < 1.0 or args.seed is not None
-    if args.greedy or not sampling_given:
-        sampling = GREEDY
-    if args.max_new_tokens < 0:
-        raise ConfigError("--max-new-tokens must be >= 0")
+    sampling_given = (args.temperature is not None or args.top_k or args.top_p < 1.0 or args.seed is not None)
+    if args.greedy and sampling_given:
+        raise ConfigError("--greedy cannot be combined with --temperature, --top-k, --top-p or --seed")
+    sampling = GREEDY
+    if sampling_given:
+        sampling = Sampling(temperature=1.0 if args.temperature is None else args.temperature, top_k=args.top_k,
+                            top_p=args.top_p, seed=args.seed)
     name = args.backend
     if name is None:
         name = bk.default_backend()
         log(f"backend {name} ({'board detected' if name == 'pynq' else 'no board detected: emulator'})")
-    model = args.model or default_model(log)
+    model = resolve_model(args, log)
     kw = {"timeout_s": args.timeout} if name in ("emu", "pynq") else {}
     if name == "pynq":
         kw["bitfile"] = args.overlay
@@ -322,10 +435,13 @@ def run_cli(args) -> int:
         if tok.kind == "bytes":
             tok.vocab_size = backend.vocab_size
         log(f"tokenizer: {tok.describe()}")
-        if args.prompt_ids is not None:
-            ids = _parse_ids(args.prompt_ids)
-        else:
-            ids = tok.encode("Hello" if args.prompt is None else args.prompt)
+        if tok.kind == "bytes" and backend.vocab_size > 256:
+            log(f"note: the model has {backend.vocab_size} ids; ids 256 and above print nothing with the "
+                "byte-level fallback, so the text may be garbled or missing")
+        if _os.path.abspath(str(model)) == BUNDLED_MODEL:
+            log("model: the bundled 25M-parameter HGRNBit trained on Debian software documentation "
+                "(docs/model-card.md): fluent-looking, meaningless text")
+        ids = args.prompt_ids if args.prompt_ids is not None else tok.encode(args.prompt)
         gen = Generation(backend, ids, args.max_new_tokens, sampling, tokenizer=tok,
                          eos_token_id=None if args.no_eos else -1)
         if args.json:
@@ -333,22 +449,23 @@ def run_cli(args) -> int:
                 pass
             r = gen.result.as_dict()
             r["backend"] = name
+            r["label"] = _label(name)
             r["sampling"] = "greedy" if sampling.is_greedy else vars(sampling)
             print(json.dumps(r))
             return 0
         out = _sys.stdout
-        if args.prompt is not None or args.prompt_ids is None:
-            out.write("Hello" if args.prompt is None else args.prompt)
+        if args.prompt_ids is None:
+            out.write(safe_stream(args.prompt))
         for ev in gen:
             if ev.text:
-                out.write(ev.text)
+                out.write(safe_stream(ev.text))
                 out.flush()
         r = gen.result
         out.write("\n")
-        pre = f"{r.prefill_tokens_per_s:.2f}" if r.prefill_tokens_per_s else "n/a"
-        dec = f"{r.decode_tokens_per_s:.2f}" if r.decode_tokens_per_s else "n/a"
-        out.write(f"[{name}] prefill: {len(r.prompt_ids)} tokens, {pre} tokens/s; decode: {len(r.tokens)} new "
-                  f"tokens ({r.decode_steps} steps), {dec} tokens/s; stop: {r.stop_reason}\n")
+        pre = f"{r.prefill_tokens_per_s:.2f} tokens/s" if r.prefill_tokens_per_s else "n/a"
+        dec = f"{r.decode_tokens_per_s:.2f} tokens/s" if r.decode_tokens_per_s else "n/a"
+        out.write(f"[{name}] prefill: {len(r.prompt_ids)} tokens, {pre}; decode: {len(r.tokens)} new "
+                  f"tokens ({r.decode_steps} steps), {dec}; stop: {r.stop_reason} ({_label(name)})\n")
         out.flush()
         return 0
     finally:

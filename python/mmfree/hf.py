@@ -82,7 +82,7 @@ def expected_count(cfg: HGRNBitConfig) -> int:
 
 
 def expected_shapes(cfg: HGRNBitConfig) -> Dict[str, Tuple[int, ...]]:
-    """Every tensor of a released checkpoint, with its shape (DESIGN.md section 4)."""
+    """Every tensor of a released checkpoint, with its shape (the released HGRNBit format, docs/format.md)."""
     d, inter, L, V = cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.vocab_size
     s = {"model.embeddings.weight": (V, d)}
     if cfg.use_lower_bound:

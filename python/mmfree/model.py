@@ -4,7 +4,7 @@ This is the *float* reference: it computes what the released Triton code compute
 (``ridgerchu/matmulfreellm``, ``mmfreelm/models/hgrn_bit``), on the CPU or CUDA, without Triton.
 The hardware spec is ``mmfree.golden``; this module is what the golden model is measured against.
 
-Per token, per layer (DESIGN.md section 4)::
+Per token, per layer (as the released code computes it; docs/numerics.md has the hardware version)::
 
     a = RMSNorm(x) * attn_norm.w
     f = lb + (1 - lb) * sigmoid(BitLinear_f(a));  h = f * h + (1 - f) * SiLU(BitLinear_i(a))

@@ -98,10 +98,11 @@ def project_size(board: str, size: str, packing: str = "base3", **kw) -> Dict:
 
 
 def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR_EFFICIENCY,
-                  measured: Optional[Dict[str, float]] = None) -> str:
+                  measured: Optional[Dict[str, float]] = None, highlight: Optional[Dict] = None) -> str:
     """PNG: tokens/s against packed bytes per token, one bandwidth ceiling per board (modeled).
 
     ``measured``: optional {label: (bytes_per_token, tokens_per_s)} points to overlay.
+    ``highlight``: optional projection (``project``'s dict) drawn as a ringed point with its label.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -130,14 +131,24 @@ def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR
     for label, (b, tps) in (measured or {}).items():
         ax.plot(b / 1e6, tps, "k^")
         ax.annotate(label, (b / 1e6, tps), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if highlight:
+        hx, hy = highlight["code_bytes_per_token"] / 1e6, highlight["decode_tokens_per_s"]
+        ax.plot(hx, hy, "o", ms=14, mfc="none", mec="k", mew=1.5)
+        ax.annotate(f"{highlight['board']}, {highlight.get('size', 'this model')}: {hy:.1f} tokens/s",
+                    (hx, hy), textcoords="offset points", xytext=(10, 8), fontsize=8)
+    from matplotlib.lines import Line2D
+    extra = [Line2D([], [], color="0.4", ls=":", lw=1, label=f"ceiling x {ddr_efficiency:.2f} DDR efficiency (assumed)"),
+             Line2D([], [], color="0.4", marker="o", ls="none", label="MODELED: released sizes that fit the board")]
+    if measured:
+        extra.append(Line2D([], [], color="k", marker="^", ls="none", label="measured"))
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel(f"packed weight bytes per token (MB, {packing})")
     ax.set_ylabel("decode tokens/s")
-    ax.set_title(f"Roofline, modeled: dots = mmfree kernel model at {ddr_efficiency:.0%} DDR efficiency (dotted)",
-                 fontsize=9)
+    ax.set_title("Roofline: decode speed against weight bytes per token (MODELED)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    h, lab = ax.get_legend_handles_labels()
+    ax.legend(h + extra, lab + [e.get_label() for e in extra], fontsize=8)
     fig.tight_layout()
     from .fileio import atomic_path
     try:
@@ -146,3 +157,78 @@ def roofline_plot(path: str, packing: str = "base3", ddr_efficiency: float = DDR
     finally:
         plt.close(fig)
     return path
+
+
+# ------------------------------------------------------------------------ one way to show the model
+def fit_problems(board: str, d: int, layers: int, inter: int, vocab: int, packing: str = "base3") -> list:
+    """Why a model shape cannot run on a board's overlay (empty when it fits): the kernel's compiled
+    maxima (boards.json max_d, max_inter, max_vocab, max_layers) and the board's DDR size."""
+    m = cycles.Machine(board)
+    out = []
+    for what, v, cap in (("hidden size", d, m.max_d), ("intermediate size", inter, m.max_inter),
+                         ("vocabulary", vocab, m.max_vocab), ("layers", layers, m.max_layers)):
+        if v > cap:
+            out.append(f"{what} {v} > the overlay's maximum {cap}")
+    need = m.token(d, layers, inter, vocab, packing)["ddr_bytes"]
+    if need >= m.ddr_bytes:
+        out.append(f"{need / 2**20:.0f} MiB of weights >= the board's {m.ddr_bytes / 2**20:.0f} MiB of DDR")
+    return out
+
+
+def assumptions(board: str, ddr_efficiency: float, r: Optional[Dict] = None) -> Dict[str, str]:
+    """What a projection assumes, as {name: 'value (where it comes from)'}, for printing."""
+    m = cycles.Machine(board)
+    out = {
+        "kernel clock": f"{m.clock_hz / 1e6:.1f} MHz (boards.json clock_mhz, a clock the image's PLL divides into; "
+                        "timing not yet closed in Vivado)",
+        "weight ports": f"{m.ports} x {8 * m.port_bytes} bit at the kernel clock = "
+                        f"{m.port_bps / 1e9:.1f} GB/s (boards.json)",
+        "DDR peak": f"{m.ddr_bps / 1e9:.2f} GB/s (boards.json ddr_peak_gbps)",
+        "DDR efficiency": f"{ddr_efficiency:.2f} of the peak, assumed"
+                          + (f" ({DDR_EFFICIENCY_SOURCE}; another design, on KV260)"
+                             if ddr_efficiency == DDR_EFFICIENCY else " (--ddr-efficiency)"),
+        "kernel cycles": "mmfree.cycles: loop trip counts x the loops' reachable IIs from the census of the code "
+                         "(" + ", ".join(f"{k} {v}" for k, v in m.ii.items()) + ") + pipeline depths and DDR first-beat "
+                         "latency of hls/include/mmfree_config.h",
+        "census": f"{m.census.get('path')} (sources {m.census.get('sources_sha')}; `make census BOARD={board}`)",
+    }
+    if r is not None:
+        per_call = r.get("driver_s_per_call")
+        out["driver time"] = (f"{1e3 * per_call:.3f} ms per kernel call x {r['kernel_calls_per_token']} call(s) "
+                              "per token, measured in emulation on this host's CPU (a board's ARM core will differ)"
+                              if per_call else "not measured: counted as 0")
+    return out
+
+
+def projection_rows(r: Dict) -> list:
+    """(name, value with unit) rows of one projection (``project``)."""
+    return [
+        ("decode", f"{r['decode_tokens_per_s']:.1f} tokens/s ({1e3 * r['token_s']:.2f} ms/token)"),
+        ("DDR ceiling", f"{r['ddr_ceiling_tokens_per_s']:.1f} tokens/s (every weight byte at the DDR peak)"),
+        ("weight stream", f"{1e3 * r['stream_s']:.3f} ms/token (bound by {r['stream_bound_by']})"),
+        ("kernel work beyond the stream", f"{1e3 * r['compute_beyond_stream_s']:.3f} ms/token "
+                                          "(vector passes, pipeline fills, small loads)"),
+        ("driver", f"{1e3 * r['driver_s']:.3f} ms/token"),
+        ("stream share of the token", f"{100 * r['stream_fraction']:.1f} %"),
+        ("packed weights read", f"{r['code_bytes_per_token'] / 1e6:.1f} MB/token"),
+    ]
+
+
+def projection_table(packings=("2bit", "base3"), ddr_efficiency: float = DDR_EFFICIENCY) -> str:
+    """Markdown table of ``project`` for every board, released size and packing (what
+    ``python -m mmfree.cycles`` prints): the same figures as ``mmfree bench --project``."""
+    out = [f"Modeled decode (not measured), DDR efficiency {ddr_efficiency:.2f} (assumed), driver time "
+           "measured in emulation on this host; `mmfree bench --project` prints the assumptions.", "",
+           "| board | model | packing | kernel Mcycles/token | stream ms | beyond-stream ms | driver ms | "
+           "stream fraction | tokens/s | fits |", "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for board in cycles.boards():
+        for size, (d, layers, inter, vocab) in SIZES.items():
+            for packing in packings:
+                problems = fit_problems(board, d, layers, inter, vocab, packing)
+                r = project(board, d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency)
+                tps = "-" if problems else f"{r['decode_tokens_per_s']:.1f}"
+                out.append(f"| {board} | {size} | {packing} | {r['kernel_cycles_per_token'] / 1e6:.3f} | "
+                           f"{1e3 * r['stream_s']:.2f} | {1e3 * r['compute_beyond_stream_s']:.2f} | "
+                           f"{1e3 * r['driver_s']:.3f} | {r['stream_fraction']:.3f} | {tps} | "
+                           f"{'yes' if not problems else 'no'} |")
+    return "\n".join(out)

@@ -33,7 +33,7 @@ that works in the order board rails, hwmon, NVML, RAPL, and returns None when th
 :func:`probe_sensors` says why each was or was not taken. Every sensor's ``measures`` says what its
 reading covers (KV260: the SOM's 5 V input, not the carrier; ZCU104: the whole board's 12 V input).
 
-Energy of a run (DESIGN.md section 9): record idle for ``idle_s`` seconds, mark, run, mark;
+Energy of a run (docs/benchmarks.md): record idle for ``idle_s`` seconds, mark, run, mark;
 ``E_gross`` = trapezoid integral of power over the run (or the difference of the hardware
 energy counter when the sensor has one: RAPL, NVML), ``E_net = E_gross - P_idle * T``,
 J/token = ``E_net / tokens``::

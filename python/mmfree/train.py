@@ -356,47 +356,97 @@ def plot_losses(csv_path: str, png_path: str, title: str = ""):
 
 
 # ============================================================================== training
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="mmfree train", description="Quantization-aware training of a small HGRNBit model.")
+CLI_DESCRIPTION = """\
+Quantization-aware training of a small HGRNBit (MatMul-free) model from local text, as the released
+code trains: ternary weights and int8 activations in the forward pass, straight-through gradients.
+Writes a Hugging Face checkpoint folder that `mmfree convert` packs. Needs torch (`make venv`); one
+GPU, several through torchrun, or the CPU.
+
+example:
+  mmfree train --train-data train.txt --val-data val.txt --out runs/small --max-steps 200 --device cpu"""
+
+
+def add_arguments(ap) -> None:
+    """The training options (``mmfree train`` and ``python -m mmfree.train``)."""
+    from . import cliargs as ca
+    pos = ca.int_range(1, None)
+    nonneg = ca.int_range(0, None)
     d = ap.add_argument_group("data")
-    d.add_argument("--train-data", nargs="+", required=True, help="training text file(s) (.txt[.xz|.gz] with \\x1e document separators, or .jsonl)")
-    d.add_argument("--val-data", nargs="*", default=[], help="validation text file(s)")
-    d.add_argument("--tokenizer", default=None, help="tokenizer.json to use; trained on --train-data if missing (default: <out>/tokenizer.json)")
-    d.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size when training a tokenizer")
-    d.add_argument("--tokenizer-max-chars", type=int, default=30_000_000, help="cap on text used to train the tokenizer")
-    d.add_argument("--cache-dir", default=None, help="where token files go (default: next to each text file)")
+    d.add_argument("--train-data", nargs="+", required=True, metavar="PATH",
+                   help="training text file(s) (.txt[.xz|.gz] with \\x1e document separators, or .jsonl)")
+    d.add_argument("--val-data", nargs="*", default=[], metavar="PATH", help="validation text file(s)")
+    d.add_argument("--tokenizer", default=None, metavar="JSON",
+                   help="tokenizer.json to use; trained on --train-data if the file does not exist "
+                        "(default: <out>/tokenizer.json)")
+    d.add_argument("--vocab-size", type=ca.int_range(260, 1 << 20), default=4096, metavar="IDS",
+                   help="BPE vocabulary size when training a tokenizer")
+    d.add_argument("--tokenizer-max-chars", type=pos, default=30_000_000, metavar="CHARS",
+                   help="characters of training text used to train the tokenizer")
+    d.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="where token files go (default: next to each text file)")
     m = ap.add_argument_group("model")
-    m.add_argument("--hidden-size", type=int, default=512)
-    m.add_argument("--layers", type=int, default=6)
-    m.add_argument("--intermediate-size", type=int, default=None, help="default: the released rule 256*ceil(int(8d/3)/256)")
+    m.add_argument("--hidden-size", type=ca.int_range(8, 65536), default=512, metavar="D", help="hidden size d")
+    m.add_argument("--layers", type=ca.int_range(1, 1024), default=6, metavar="L", help="number of layers")
+    m.add_argument("--intermediate-size", type=ca.int_range(8, 1 << 20), default=None, metavar="I",
+                   help="MLP width (default: the released rule 256*ceil(int(8d/3)/256))")
     o = ap.add_argument_group("optimization")
-    o.add_argument("--seq-len", type=int, default=512)
-    o.add_argument("--batch-size", type=int, default=32, help="sequences per micro-batch per process")
-    o.add_argument("--grad-accum", type=int, default=1)
-    o.add_argument("--max-steps", type=int, default=None, help="optimizer steps (default 1000; on --resume the saved run's)")
-    o.add_argument("--time-budget", type=float, default=None, help="seconds: shrink max_steps once, early, so the run ends within this wall time")
-    o.add_argument("--lr", type=float, default=3e-3)
-    o.add_argument("--min-lr-ratio", type=float, default=0.1)
-    o.add_argument("--warmup-steps", type=int, default=100)
-    o.add_argument("--weight-decay", type=float, default=0.1)
-    o.add_argument("--beta1", type=float, default=0.9)
-    o.add_argument("--beta2", type=float, default=0.95)
-    o.add_argument("--grad-clip", type=float, default=1.0)
-    o.add_argument("--seed", type=int, default=1234)
+    o.add_argument("--seq-len", type=ca.int_range(1, ca.MAX_SEQ_LEN), default=512, metavar="TOKENS",
+                   help="tokens per training window")
+    o.add_argument("--batch-size", type=pos, default=32, metavar="SEQS", help="sequences per micro-batch per process")
+    o.add_argument("--grad-accum", type=pos, default=1, metavar="STEPS", help="micro-batches per optimizer step")
+    o.add_argument("--max-steps", type=pos, default=None, metavar="STEPS",
+                   help="optimizer steps (default 1000; on --resume the saved run's)")
+    o.add_argument("--time-budget", type=ca.float_range(0, None, lo_open=True), default=None, metavar="SECONDS",
+                   help="shrink --max-steps once, early, so the run ends within this wall time")
+    o.add_argument("--lr", type=ca.float_range(0, 10, lo_open=True), default=3e-3, help="peak learning rate")
+    o.add_argument("--min-lr-ratio", type=ca.float_range(0, 1), default=0.1, metavar="FRACTION",
+                   help="final learning rate as a fraction of --lr (cosine decay)")
+    o.add_argument("--warmup-steps", type=nonneg, default=100, metavar="STEPS", help="linear warm-up steps")
+    o.add_argument("--weight-decay", type=ca.float_range(0, 10), default=0.1, metavar="WD", help="AdamW weight decay (matrices only)")
+    o.add_argument("--beta1", type=ca.float_range(0, 1, hi_open=True), default=0.9, metavar="B1", help="AdamW beta1")
+    o.add_argument("--beta2", type=ca.float_range(0, 1, hi_open=True), default=0.95, metavar="B2", help="AdamW beta2")
+    o.add_argument("--grad-clip", type=ca.float_range(0, None), default=1.0, metavar="NORM",
+                   help="gradient norm clip (0 = off)")
+    o.add_argument("--seed", type=ca.int_range(0, 2**32 - 1), default=1234, metavar="S", help="random seed")
     r = ap.add_argument_group("run")
-    r.add_argument("--out", required=True, help="output folder: HF checkpoint + training_state.pt + losses.csv + loss.png")
-    r.add_argument("--resume", action="store_true", help="continue from <out>/training_state.pt")
-    r.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available; under torchrun cuda:LOCAL_RANK)")
+    r.add_argument("--out", required=True, metavar="DIR",
+                   help="output folder: HF checkpoint + training state + losses.csv + loss.png")
+    r.add_argument("--resume", action="store_true", help="continue from the training state in --out")
+    r.add_argument("--device", default=None, type=ca.text,
+                   help="cpu | cuda | cuda:N (default: cuda when available; under torchrun cuda:LOCAL_RANK)")
     r.add_argument("--compile", action="store_true", help="torch.compile the model (falls back to eager if compiling fails)")
     r.add_argument("--no-autocast", action="store_true", help="no bf16 autocast on CUDA")
-    r.add_argument("--log-every", type=int, default=10)
-    r.add_argument("--eval-every", type=int, default=200)
-    r.add_argument("--eval-windows", type=int, default=64, help="validation windows for the periodic val loss")
-    r.add_argument("--save-every", type=int, default=1000)
-    r.add_argument("--final-eval", action="store_true", help="torch_perplexity over the whole validation split at the end")
-    r.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--log-every", type=pos, default=10, metavar="STEPS", help="print the loss every N steps")
+    r.add_argument("--eval-every", type=nonneg, default=200, metavar="STEPS",
+                   help="validation loss every N steps (0 = only at the end)")
+    r.add_argument("--eval-windows", type=pos, default=64, metavar="N",
+                   help="validation windows for the periodic validation loss")
+    r.add_argument("--save-every", type=nonneg, default=1000, metavar="STEPS",
+                   help="checkpoint every N steps (0 = only at the end)")
+    r.add_argument("--final-eval", action="store_true", help="torch perplexity over the whole validation split at the end")
+    r.add_argument("--threads", type=ca.int_range(1, 4096), default=None, metavar="N",
+                   help="torch CPU threads (default: torch's choice)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .cliargs import Parser
+    ap = Parser(prog="mmfree train", description=CLI_DESCRIPTION)
+    add_arguments(ap)
     return ap
+
+
+def run_cli(args) -> int:
+    """``mmfree train``: the parsed options to ``train``; a missing input file is a one-line error."""
+    from .errors import ConfigError
+    kw = {k: v for k, v in vars(args).items() if k not in ("func", "command")}
+    for p in list(kw["train_data"]) + list(kw["val_data"]):
+        if not os.path.isfile(p):
+            raise ConfigError(f"{p}: no such text file")
+    if kw["tokenizer"] and os.path.exists(kw["tokenizer"]) and not os.path.isfile(kw["tokenizer"]):
+        raise ConfigError(f"--tokenizer {kw['tokenizer']}: not a file")
+    train(**kw)
+    return 0
 
 
 def _dist_env():
@@ -904,10 +954,9 @@ def train(train_data: Sequence[str], out: str, val_data: Sequence[str] = (), tok
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(None if argv is None else list(argv))
-    kw = vars(args)
-    train(**kw)
-    return 0
+    """``python -m mmfree.train ARGS`` (torchrun too): the same parser and error handling as ``mmfree train``."""
+    from .cli import main as cli_main
+    return cli_main(["train"] + list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
