@@ -489,3 +489,23 @@ def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
     st = sio.SafeTensorsFile(out)
     assert st.metadata["who"] == "two" and np.array_equal(st.get("a"), np.zeros(3))
     assert leftovers(tmp_path) == []
+
+
+def test_cli_no_verify_is_the_explicit_opt_out(good, tmp_path, capsys):
+    """`mmfree info` refuses the file with a flipped code byte (the hash) with one line and exit 2;
+    `--no-verify` loads it and says the hash was not checked."""
+    from mmfree import cli
+    h, data = read_header(good)
+    b, _ = h["layers.1.down.codes"]["data_offsets"]
+    data = bytearray(data)
+    data[b] = (data[b] + 1) % 243
+    p = write_raw(str(tmp_path / "flip.safetensors"), h, bytes(data))
+    try:
+        assert cli.main(["info", "--model", p]) == 2
+        assert "integrity check failed" in capsys.readouterr().err
+        assert cli.main(["info", "--model", p, "--no-verify", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["integrity"] == "not checked"
+        assert cli.main(["info", "--model", good, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["integrity"] == "verified"
+    finally:
+        pk.VERIFY_DEFAULT = True

@@ -21,6 +21,9 @@ def add_model(p, positional_alias=True, help=MODEL_HELP):
     """``-m/--model PATH``; ``positional_alias`` also accepts the model as the first positional
     argument (the older spelling of info and perplexity)."""
     p.add_argument("-m", "--model", metavar="PATH", help=help)
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the model file's integrity hash when loading it (faster on a large model; "
+                        "every other check still runs)")
     if positional_alias:
         p.add_argument("model_pos", nargs="?", metavar="MODEL", help=argparse.SUPPRESS)
 
@@ -76,7 +79,7 @@ def cmd_info(args):
         "ternary_weights": m.n_weights(), "bits_per_weight": round(m.bits_per_weight(), 4),
         "code_bytes": m.nbytes(".codes"), "embedding_bytes": int(m.tensor("embeddings").nbytes),
         "file_bytes": m.file_size, "tokenizer": "tokenizer.json" if m.tokenizer_json else "none (byte fallback)",
-        "source": m.source,
+        "source": m.source, "integrity": m.integrity,
     }
     if args.json:
         print(json.dumps(info))   # JSON escapes every control character
@@ -147,6 +150,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from . import packed as pk
+    verify = pk.VERIFY_DEFAULT
+    try:
+        return _main(argv)
+    finally:
+        pk.VERIFY_DEFAULT = verify  # --no-verify holds for one command
+
+
+def _main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     if not argv:
@@ -160,6 +172,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     prog = f"mmfree {args.command}"
+    from . import packed as pk
+    verify_before = pk.VERIFY_DEFAULT
+    pk.VERIFY_DEFAULT = verify_before and not getattr(args, "no_verify", False)
     try:
         rc = args.func(args)
     except MMFreeError as e:

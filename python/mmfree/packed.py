@@ -357,10 +357,13 @@ class PackedModel:
         return 8.0 * self.nbytes(".codes") / self.n_weights()
 
 
-def load(path: str, check_codes: bool = True, verify: bool = True) -> PackedModel:
+VERIFY_DEFAULT = True  # `mmfree ... --no-verify` turns it off for the command's loads
+
+
+def load(path: str, check_codes: bool = True, verify: Optional[bool] = None) -> PackedModel:
     """Open and check a packed model (docs/format.md, "Checks on load"); FormatError on any problem.
-    ``verify=False`` skips the integrity hash (every other check still runs)."""
-    return PackedModel(path, check_codes=check_codes, verify=verify)
+    ``verify=False`` skips the integrity hash (every other check still runs); None: VERIFY_DEFAULT."""
+    return PackedModel(path, check_codes=check_codes, verify=VERIFY_DEFAULT if verify is None else verify)
 
 
 def add_integrity(src: str, dst: Optional[str] = None) -> PackedModel:
