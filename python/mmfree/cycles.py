@@ -89,7 +89,6 @@ class Machine:
         self.float_lanes, self.sigmoid_lanes = int(b["float_lanes"]), int(b["sigmoid_lanes"])
         self.clock_hz = float(b["clock_mhz"]) * 1e6
         self.ddr_bps = float(b["ddr_peak_gbps"]) * 1e9
-        self.port_bps = self.ports * self.port_bytes * self.clock_hz  # weight-port capacity, bytes/s
         self.max_d, self.max_inter, self.max_vocab = int(b["max_d"]), int(b["max_inter"]), int(b["max_vocab"])
         self.max_layers = int(b["max_layers"])
         self.ddr_bytes = int(b["ddr_bytes"])
@@ -101,6 +100,11 @@ class Machine:
         self.mem_depth = c["mem_depth"]
         self.call_cycles = c["call_cycles"]
         self._census = census
+
+    @property
+    def port_bps(self) -> float:
+        """Weight-port capacity in bytes/s at the clock (which the driver may set to the image's real one)."""
+        return self.ports * self.port_bytes * self.clock_hz
 
     # ------------------------------------------------------------------ census
     @property

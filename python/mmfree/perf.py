@@ -58,7 +58,6 @@ def project(board: str, d: int, layers: int, inter: int, vocab: int, packing: st
     clock_source = "boards.json clock_mhz (the build's target)"
     if clock_mhz:
         m.clock_hz = float(clock_mhz) * 1e6
-        m.port_bps = m.ports * m.port_bytes * m.clock_hz
         clock_source = "the PL clock the board runs (pynq.Clocks)"
     tok = m.token(d, layers, inter, vocab, packing, ddr_efficiency=ddr_efficiency, calls=calls)  # stream + kernel
     code_bytes = tok["code_bytes"]
