@@ -85,12 +85,18 @@ inline vf exp2_(vf t) {
     vf k = floor_(t);
     vf f = t - k;
     vf p = EXP2_C6;
-    p = p * f + EXP2_C5;
-    p = p * f + EXP2_C4;
-    p = p * f + EXP2_C3;
-    p = p * f + EXP2_C2;
-    p = p * f + EXP2_C1;
-    p = p * f + EXP2_C0;
+    p = p * f; /* one rounded multiply, then one rounded add: never an FMA */
+    p = p + EXP2_C5;
+    p = p * f;
+    p = p + EXP2_C4;
+    p = p * f;
+    p = p + EXP2_C3;
+    p = p * f;
+    p = p + EXP2_C2;
+    p = p * f;
+    p = p + EXP2_C1;
+    p = p * f;
+    p = p + EXP2_C0;
     vf pow2k = bits_to_f32((uint32_t)(((int)k + 127) << 23));
     return p * pow2k;
 }
