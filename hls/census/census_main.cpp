@@ -119,8 +119,6 @@ int main(int argc, char **argv) {
         json_map(l.ops);
         std::printf(", \"bank_max\": ");
         json_map(l.bank_max);
-        std::printf(", \"touched\": ");
-        json_map(l.touched);
         std::printf(", \"reads\": ");
         json_bundles(l.rd);
         std::printf(", \"writes\": ");

@@ -54,7 +54,6 @@ struct LoopRec {
     uint64_t iters = 0, activations = 0, last_seq = 0;
     std::map<std::string, uint64_t> ops;                 /* max per iteration */
     std::map<std::string, uint64_t> bank_max;            /* array -> most distinct accesses to one bank in one iteration */
-    std::map<std::string, uint64_t> touched;             /* array -> most distinct elements in one iteration */
     std::map<std::string, BundleStat> rd, wr;
 };
 
@@ -122,7 +121,6 @@ struct IterGuard {
     LoopRec *loop;
     std::map<std::string, uint64_t> ops;
     std::map<std::pair<size_t, size_t>, std::set<std::pair<size_t, bool>>> banks; /* (array, bank) -> {(index, write)} */
-    std::map<size_t, std::set<size_t>> elems;
     std::map<std::string, uint64_t> rd, wr;
     size_t rom_seq = 0;
     IterGuard(const char *file, int line) {
@@ -152,10 +150,6 @@ struct IterGuard {
         for (auto &kv : banks) {
             const std::string &a = r.arrays[kv.first.first].name;
             if (kv.second.size() > loop->bank_max[a]) loop->bank_max[a] = kv.second.size();
-        }
-        for (auto &kv : elems) {
-            const std::string &a = r.arrays[kv.first].name;
-            if (kv.second.size() > loop->touched[a]) loop->touched[a] = kv.second.size();
         }
         for (auto &kv : rd) {
             BundleStat &b = loop->rd[kv.first];
@@ -208,7 +202,6 @@ inline void Recorder::access(const void *p, bool write) {
     const size_t flat = (a - ar.base) / ar.elem;
     const size_t key = ar.rom ? flat + ar.n * (++iter->rom_seq) : flat;
     iter->banks[std::make_pair(it->second, bank_of(ar, flat))].insert(std::make_pair(key, write));
-    iter->elems[it->second].insert(flat);
 }
 
 inline void Recorder::op(const char *kind, uint64_t n) {
