@@ -23,18 +23,24 @@ def _plain_file_name(fn) -> bool:
             and "\0" not in fn and os.sep not in fn and not os.path.isabs(fn))
 
 
+def _read_json_bounded(path: str, max_bytes: int, unreadable: str, too_large: str, parse_context: str):
+    """(raw bytes, parsed JSON) of a file of at most ``max_bytes``; FormatError naming the file otherwise."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as e:
+        raise FormatError(f"{path}: {unreadable} ({e.strerror})") from None
+    if len(raw) > max_bytes:
+        raise FormatError(f"{path}: larger than {max_bytes} bytes, {too_large}")
+    return raw, strict_json_loads(raw, parse_context)
+
+
 def read_index(folder: str) -> Dict[str, str]:
     """The ``weight_map`` of ``model.safetensors.index.json``: tensor name -> shard file name,
     checked (an object of strings; every shard a plain file name inside the folder)."""
     index = os.path.join(folder, "model.safetensors.index.json")
-    try:
-        with open(index, "rb") as f:
-            raw = f.read(MAX_INDEX_BYTES + 1)
-    except OSError as e:
-        raise FormatError(f"{index}: unreadable shard index ({e.strerror})") from None
-    if len(raw) > MAX_INDEX_BYTES:
-        raise FormatError(f"{index}: larger than {MAX_INDEX_BYTES} bytes, not a shard index")
-    data = strict_json_loads(raw, f"{index}: unreadable shard index")
+    _, data = _read_json_bounded(index, MAX_INDEX_BYTES, "unreadable shard index", "not a shard index",
+                                 f"{index}: unreadable shard index")
     wm = data.get("weight_map") if isinstance(data, dict) else None
     if not isinstance(wm, dict):
         raise FormatError(f"{index}: unreadable shard index (no weight_map object)")
@@ -159,14 +165,7 @@ class Checkpoint:
         if not self.tokenizer_json:
             return None
         p = self.tokenizer_json
-        try:
-            with open(p, "rb") as f:
-                raw = f.read(max_bytes + 1)
-        except OSError as e:
-            raise FormatError(f"{p}: cannot read ({e.strerror})") from None
-        if len(raw) > max_bytes:
-            raise FormatError(f"{p}: larger than {max_bytes} bytes, too large to embed in a packed model")
-        obj = strict_json_loads(raw, p)
+        raw, obj = _read_json_bounded(p, max_bytes, "cannot read", "too large to embed in a packed model", p)
         if not isinstance(obj, dict):
             raise FormatError(f"{p}: not a tokenizer (expected a JSON object)")
         return raw.decode("utf-8")

@@ -477,10 +477,11 @@ class StreamingWriter:
 
 
 def write_file(path: str, tensors: Dict[str, np.ndarray], metadata: Dict[str, str], validate=None,
-               integrity_key: Optional[str] = None):
-    """Write a whole dict of numpy arrays (small files: tests, tools), atomically."""
-    w = StreamingWriter(path, [(k, v.dtype, v.shape) for k, v in tensors.items()], metadata,
-                        integrity_key=integrity_key)
+               integrity_key: Optional[str] = None, bf16=()):
+    """Write a whole dict of numpy arrays (small files: tests, tools, training state), atomically; names in
+    ``bf16`` are uint16 arrays of bf16 bits, stored as BF16."""
+    w = StreamingWriter(path, [(k, "BF16" if k in bf16 else v.dtype, v.shape) for k, v in tensors.items()],
+                        metadata, integrity_key=integrity_key)
     try:
         for k, v in tensors.items():
             w.write(k, v)

@@ -507,22 +507,13 @@ def save_training_state(path: str, state: dict) -> None:
     meta["rng"] = {"python": [py_ver, py_gauss], "numpy": [np_name, int(np_pos), int(np_has_gauss), float(np_cached)]}
     meta["bf16"] = sorted(bf16)
     text = json.dumps(meta, default=lambda o: list(o) if isinstance(o, tuple) else str(o))
-    specs = {k: v for k, v in tensors.items()}
 
     def check(tmp):
         load_training_state(tmp)
 
-    from .safetensors_io import StreamingWriter
-    w = StreamingWriter(path, [(k, "BF16" if k in bf16 else v.dtype, v.shape) for k, v in specs.items()],
-                        {"format": STATE_FORMAT, "version": str(STATE_VERSION), "state": text},
-                        integrity_key="integrity")
-    try:
-        for k, v in specs.items():
-            w.write(k, v)
-        w.close(check)
-    except BaseException:
-        w.abort()
-        raise
+    from .safetensors_io import write_file
+    write_file(path, tensors, {"format": STATE_FORMAT, "version": str(STATE_VERSION), "state": text}, validate=check,
+               integrity_key="integrity", bf16=bf16)
 
 
 def load_training_state(path: str) -> dict:
